@@ -1,0 +1,76 @@
+"""The package's one exception tree.
+
+    TenancyDiagError                 base: every error the public API raises
+    ├── ConfigError                  a file, option or parameter is wrong; the user fixes input
+    │   ├── SignalsError             parameters/signals.yaml is malformed (names the key)
+    │   └── ParameterError           a notebook/CLI parameter is unknown or of the wrong type
+    ├── SourceError                  a data source failed; ``source`` names it
+    │   ├── SourceUnavailable        the server did not answer (refused, DNS, timeout)
+    │   ├── SourceRejected           the server answered with an error (bad query, 4xx/5xx)
+    │   ├── SourceConfigError        unsafe or impossible request (e.g. peeking a redriven DLQ)
+    │   └── ReplayMiss               a replay snapshot holds no answer for the call
+    ├── SnapshotError                a snapshot folder is unreadable or fails its checksums
+    └── SandboxError                 the sandbox could not start, stop or find its state
+
+Third-party errors (requests, botocore, urllib3, kubernetes) are wrapped with ``raise ... from``
+so callers only ever catch this tree; the original stays on ``__cause__`` for debugging.
+Messages are one sentence naming the bad value and the next step.
+"""
+
+from __future__ import annotations
+
+_MAX_DETAIL_CHARS = 300
+
+
+def shorten(text: object, limit: int = _MAX_DETAIL_CHARS) -> str:
+    """Cut a server's payload so an error message stays one readable line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class TenancyDiagError(Exception):
+    """Base of every error raised by tenancy_diag."""
+
+
+class ConfigError(TenancyDiagError):
+    """A configuration file, CLI option or parameter is invalid."""
+
+
+class SignalsError(ConfigError):
+    """The signals mapping (parameters/signals.yaml) is malformed."""
+
+
+class ParameterError(ConfigError):
+    """A parameter is unknown or has the wrong type."""
+
+
+class SourceError(TenancyDiagError):
+    """A data source failed; ``source`` names which one (prometheus, kubernetes, sqs, admin-api)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class SourceUnavailable(SourceError):
+    """The source's server could not be reached or did not answer in time."""
+
+
+class SourceRejected(SourceError):
+    """The source's server answered with an error."""
+
+
+class SourceConfigError(SourceError):
+    """The request is unsafe or impossible for this source as configured."""
+
+
+class ReplayMiss(SourceError):
+    """A replayed snapshot has no recorded answer for the call."""
+
+
+class SnapshotError(TenancyDiagError):
+    """A snapshot folder is unreadable, of an unknown schema, or fails its checksums."""
+
+
+class SandboxError(TenancyDiagError):
+    """The sandbox stack could not start, stop, or find its state."""

@@ -1,0 +1,104 @@
+"""Typed settings for every source, and the one place the environment is read.
+
+Secrets (the admin API token, AWS credentials) come from the environment or files, never from
+notebook parameters or CLI values that would land in evidence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenancy_diag.errors import ConfigError
+
+ENV_API_TOKEN = "TENANCY_API_TOKEN"
+ENV_API_TOKEN_FILE = "TENANCY_API_TOKEN_FILE"
+ENV_ACTOR = "TENANCY_DIAG_ACTOR"
+ENV_REDACT_PATTERNS = "TENANCY_DIAG_REDACT_PATTERNS"
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """Where Prometheus answers and how long one query may take."""
+
+    url: str
+    #: Client-side and server-side (``timeout=``) limit per query, seconds.
+    timeout_s: float = 10.0
+    #: Prometheus refuses range queries returning more points per series than this.
+    max_points_per_series: int = 11_000
+    #: Smallest step a range query uses, seconds (finer than the scrape interval adds nothing).
+    min_step_s: int = 15
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """How to reach the cluster(s) serving the Tenancy pods."""
+
+    #: Path to a kubeconfig; None uses the client's default lookup.
+    kubeconfig: Path | None = None
+    #: Region -> kube context; empty means the current context serves every region.
+    contexts_by_region: Mapping[str, str] = field(default_factory=dict)
+    namespace: str = "tenancy"
+    #: Pod log requests in flight at once.
+    max_concurrency: int = 8
+    #: Lines kept per container (the API's tailLines).
+    tail_lines: int = 5_000
+    #: Per-request timeout, seconds.
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class SqsSettings:
+    """How to read dead-letter queues."""
+
+    #: Override for every region's SQS endpoint (a local SQS-compatible server).
+    endpoint_url: str | None = None
+    #: Messages sampled per queue at most.
+    sample_size: int = 100
+    #: Safety net while peeking: a message read but not yet handed back reappears on its own
+    #: after this many seconds even if the peek dies half-way, so nothing is ever lost.
+    peek_visibility_timeout_s: int = 5
+    #: Per-call timeout, seconds.
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AdminApiSettings:
+    """The Tenancy admin API; the token is read from the environment, never a parameter."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    #: Per-request timeout, seconds.
+    timeout_s: float = 10.0
+    actor: str = "tenancy-diag"
+
+
+def read_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The admin API bearer token from ``TENANCY_API_TOKEN`` or the file ``TENANCY_API_TOKEN_FILE``."""
+    env = os.environ if env is None else env
+    if env.get(ENV_API_TOKEN):
+        return env[ENV_API_TOKEN].strip()
+    path = env.get(ENV_API_TOKEN_FILE)
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read {ENV_API_TOKEN_FILE}={path} ({e.strerror}); point it at a readable file"
+            ) from e
+    return None
+
+
+def actor(env: Mapping[str, str] | None = None) -> str:
+    """Who is acting, for audit trails: ``TENANCY_DIAG_ACTOR``, else the login name."""
+    env = os.environ if env is None else env
+    return env.get(ENV_ACTOR) or env.get("USER") or env.get("LOGNAME") or "unknown"
+
+
+def extra_redaction_patterns(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Extra regular expressions to redact, newline-separated in ``TENANCY_DIAG_REDACT_PATTERNS``."""
+    env = os.environ if env is None else env
+    raw = env.get(ENV_REDACT_PATTERNS, "")
+    return tuple(line for line in raw.splitlines() if line.strip())
