@@ -105,7 +105,9 @@ class SignalsDocument(_Strict):
         for section in ("queries", "slos"):
             for name in getattr(self, section):
                 if name not in SUBSYSTEMS:
-                    raise ValueError(f"{section}.{name} is not a subsystem ({', '.join(SUBSYSTEMS)})")
+                    raise ValueError(
+                        f"{section}.{name} is not a subsystem ({', '.join(SUBSYSTEMS)})"
+                    )
         return self
 
 
@@ -272,7 +274,9 @@ def load(path: Path | str | None = None) -> Signals:
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as e:
-        raise SignalsError(f"cannot read signals mapping {file}: {e.strerror}; check the path") from e
+        raise SignalsError(
+            f"cannot read signals mapping {file}: {e.strerror}; check the path"
+        ) from e
     except yaml.YAMLError as e:
         raise SignalsError(f"signals mapping {file} is not valid YAML ({e}); fix its syntax") from e
     if not isinstance(raw, dict):
@@ -284,7 +288,8 @@ def load(path: Path | str | None = None) -> Signals:
     try:
         document = SignalsDocument.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
+        # An unknown key is usually a typo of the key reported missing; name it first.
+        first = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")[0]
         what = {
             "extra_forbidden": "is not a known key",
             "missing": "is missing",

@@ -84,6 +84,7 @@ def serve_in_thread(
 
 def serve_forever(server: ThreadingHTTPServer, ready_file: Path | None) -> None:
     """Run ``server`` in this process until SIGTERM, announcing its port first."""
+
     def _stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 

@@ -47,11 +47,24 @@ ROUTES = (
     ("/tenants/{id}/members", "POST"),
     ("/tenants:bulkSync", "POST"),
 )
-SHARED_ENDPOINTS = ("hooks.example.net", "events.partner-crm.example.com", "ingest.auditlake.example.org")
-CLIENT_IDS = tuple(f"cli-{name}" for name in (
-    "console", "terraform", "billing-sync", "crm-connector", "mobile", "reporting",
-    "provisioner", "scim-bridge",
-))
+SHARED_ENDPOINTS = (
+    "hooks.example.net",
+    "events.partner-crm.example.com",
+    "ingest.auditlake.example.org",
+)
+CLIENT_IDS = tuple(
+    f"cli-{name}"
+    for name in (
+        "console",
+        "terraform",
+        "billing-sync",
+        "crm-connector",
+        "mobile",
+        "reporting",
+        "provisioner",
+        "scim-bridge",
+    )
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,167 @@
+"""`tenancy-diag`: the command line. Every error the package raises becomes one sentence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tenancy_diag import signals as signals_mod
+from tenancy_diag.checking import check_signals, report_lines
+from tenancy_diag.errors import ConfigError, TenancyDiagError
+from tenancy_diag.settings import PrometheusSettings
+from tenancy_diag.times import parse_duration, parse_time
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's usage dump buries the one line that matters at 3 a.m.
+        raise ConfigError(f"{message}; see `{self.prog} --help`")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tenancy-diag", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check-signals", help="report which expected series Prometheus lacks")
+    check.add_argument("--prometheus-url", required=True)
+    check.add_argument("--end", default="now", help="time to check at (ISO-8601, Unix s, now)")
+    check.add_argument("--lookback", default="1h", help="how far back a series may last appear")
+    check.add_argument("--signals", type=Path, default=None, help="signals mapping YAML")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(func=_cmd_check_signals)
+
+    sandbox = sub.add_parser("sandbox", help="a local Tenancy stack for tests and practice")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True,
+                                         parser_class=_Parser)
+    up = sandbox_sub.add_parser("up", help="start the sandbox in the background")
+    up.add_argument("--scenario", default="healthy")
+    up.add_argument("--seed", type=int, default=7)
+    up.add_argument("--tenants", type=_positive_int, default=200)
+    up.add_argument("--regions", default="us-east-1,eu-west-1,ap-southeast-2")
+    up.add_argument("--duration", default="3h", help="history length, e.g. 3h")
+    up.add_argument("--incident-age", default="40m", help="how long before the end the fault began")
+    up.add_argument("--end", default="now", help="time of the last sample")
+    up.add_argument("--state-dir", type=Path, default=None)
+    up.add_argument("--json", action="store_true")
+    up.set_defaults(func=_cmd_sandbox_up)
+    down = sandbox_sub.add_parser("down", help="stop exactly what `sandbox up` started")
+    down.add_argument("--state-dir", type=Path, default=None)
+    down.set_defaults(func=_cmd_sandbox_down)
+    stat = sandbox_sub.add_parser("status", help="show endpoints and which processes are alive")
+    stat.add_argument("--state-dir", type=Path, default=None)
+    stat.set_defaults(func=_cmd_sandbox_status)
+    env = sandbox_sub.add_parser("env", help="print shell exports for the running sandbox")
+    env.add_argument("--state-dir", type=Path, default=None)
+    env.set_defaults(func=_cmd_sandbox_env)
+    return parser
+
+
+def _cmd_check_signals(args: argparse.Namespace) -> int:
+    from tenancy_diag.sources.prometheus import PrometheusSource
+
+    mapping = signals_mod.load(args.signals)
+    at = parse_time(args.end, "--end")
+    parse_duration(args.lookback, "--lookback")
+    source = PrometheusSource(PrometheusSettings(url=args.prometheus_url, timeout_s=args.timeout))
+    checks = check_signals(source, mapping, at, args.lookback)
+    missing = [c for c in checks if not c.present]
+    if args.json:
+        print(json.dumps({
+            "at": at.isoformat(), "prometheus_url": args.prometheus_url,
+            "series": [{"key": c.key, "name": c.name, "present": c.present, "series": c.series,
+                        "missing_labels": list(c.missing_labels)} for c in checks],
+            "missing": len(missing),
+        }, indent=2))
+    else:
+        print("\n".join(report_lines(checks)))
+    return EXIT_FINDINGS if missing else EXIT_OK
+
+
+def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+    from tenancy_diag.sandbox.topology import ScenarioSpec
+
+    end = None if args.end == "now" else parse_time(args.end, "--end")
+    spec = ScenarioSpec(
+        name=args.scenario, seed=args.seed, tenants=args.tenants,
+        regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
+        duration_s=int(parse_duration(args.duration, "--duration").total_seconds()),
+        incident_age_s=int(parse_duration(args.incident_age, "--incident-age").total_seconds()),
+        end=end,
+    )
+    # Imported after the spec is validated: a typo should not wait for heavy imports.
+    from tenancy_diag.sandbox import stack
+
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr)
+
+    endpoints = stack.up(spec, args.state_dir, progress)
+    progress("sandbox up")
+    if args.json:
+        print(json.dumps(endpoints.__dict__, indent=2))
+    else:
+        for key, value in endpoints.__dict__.items():
+            print(f"{key:24} {value}")
+        print("\nexport the settings with: eval \"$(tenancy-diag sandbox env)\"")
+    return EXIT_OK
+
+
+def _cmd_sandbox_down(args: argparse.Namespace) -> int:
+    from tenancy_diag.sandbox import stack
+
+    stopped = stack.down(args.state_dir)
+    print(f"stopped: {', '.join(stopped) or 'nothing (already stopped)'}")
+    return EXIT_OK
+
+
+def _cmd_sandbox_status(args: argparse.Namespace) -> int:
+    from tenancy_diag.sandbox import stack
+
+    state = stack.status(args.state_dir)
+    print(json.dumps({"endpoints": state["endpoints"], "alive": state["alive"]}, indent=2))
+    return EXIT_OK if all(state["alive"].values()) else EXIT_FINDINGS
+
+
+def _cmd_sandbox_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    from tenancy_diag.sandbox import stack
+
+    for key, value in stack.endpoints(args.state_dir).env().items():
+        print(f"export {key}={shlex.quote(value)}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except TenancyDiagError as e:
+        print(f"tenancy-diag: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tenancy-diag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
