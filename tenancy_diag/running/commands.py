@@ -1,0 +1,176 @@
+"""``tenancy-diag run`` and ``tenancy-diag rerun``: the runner's command line.
+
+Exit codes: 0 every notebook ran (whatever it found), 1 a notebook errored (or a rerun's
+findings differ from the original's), 2 bad input (raised as a ConfigError, which the CLI's
+``main`` turns into one sentence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tenancy_diag import settings
+from tenancy_diag.errors import TenancyDiagError
+from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
+from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
+from tenancy_diag.running.coercing import Given
+from tenancy_diag.running.parameters import merge, parse_assignments, read_files
+from tenancy_diag.running.progress import for_stream
+from tenancy_diag.running.rerun import rerun
+from tenancy_diag.running.runs import DEFAULT_CELL_TIMEOUT_S, RunResult, execute_run, plan_run
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+#: Named flag -> (notebook parameter, environment fallback). The environment is read here only.
+_SOURCE_FLAGS = {
+    "prometheus_url": "TENANCY_DIAG_PROMETHEUS_URL",
+    "kubeconfig": "TENANCY_DIAG_KUBECONFIG",
+    "aws_endpoint_url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
+    "tenancy_api_url": "TENANCY_DIAG_TENANCY_API_URL",
+}
+_ENV_END = "TENANCY_DIAG_END"
+
+
+def add_commands(
+    subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog
+) -> None:
+    """Add ``run`` and ``rerun`` to the CLI's subparsers; ``catalog`` makes the notebook list."""
+    run = subparsers.add_parser("run", help="run diagnostic notebooks into an evidence bundle")
+    run.add_argument("notebooks", nargs="+", metavar="SUBSYSTEM",
+                     help="notebooks or subsystems (controller, webhook, policy, api, "
+                          "lifecycle), or all")
+    run.add_argument("--incident", required=True, help="incident id; names the bundle folder")
+    for flag, env in _SOURCE_FLAGS.items():
+        run.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None,
+                         help=f"default: ${env}")
+    run.add_argument("--region", dest="regions", action="append", default=None,
+                     help="a region to look at (repeatable); default: all")
+    run.add_argument("--tenant", default=None, help="one tenant to focus on")
+    run.add_argument("--end", default=None, help=f"end of the window (ISO-8601, Unix s, now); "
+                                                 f"default: ${_ENV_END} or now")
+    run.add_argument("--lookback", default=None, help="window length, e.g. 3h")
+    _common(run)
+    run.add_argument("-p", "--param", dest="params", action="append", default=[],
+                     metavar="NAME=VALUE", help="a notebook parameter (repeatable; YAML value)")
+    run.add_argument("-f", "--params-file", dest="params_files", action="append", default=[],
+                     type=Path, metavar="PARAMS.yaml", help="parameters file (repeatable)")
+    run.set_defaults(func=lambda args: _cmd_run(args, catalog))
+
+    again = subparsers.add_parser("rerun", help="re-execute a bundle offline from its snapshots")
+    again.add_argument("bundle", type=Path, help="a bundle folder OUT/<incident>/<run_id>")
+    _common(again)
+    again.set_defaults(func=_cmd_rerun)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("outputs"), help="default: outputs/")
+    parser.add_argument("--timeout", type=_positive_int, default=None,
+                        help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT_S})")
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="notebooks at once (default: one per core)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def named_parameters(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> dict[str, Given]:
+    """The named flags as parameters, each falling back to its environment variable."""
+    env = os.environ if env is None else env
+    named: dict[str, Given] = {}
+    for name, variable in {**_SOURCE_FLAGS, "end": _ENV_END}.items():
+        flag = f"--{name.replace('_', '-')}"
+        if getattr(args, name) is not None:
+            named[name] = Given(getattr(args, name), flag, strict=False)
+        elif env.get(variable):
+            named[name] = Given(env[variable], f"${variable}", strict=False)
+    if named.get("kubeconfig") and named["kubeconfig"].value:
+        # Kernels run inside the bundle folder, where a relative path means something else.
+        path = Path(named["kubeconfig"].value).expanduser().resolve()
+        named["kubeconfig"] = Given(str(path), named["kubeconfig"].origin, strict=False)
+    for name in ("regions", "tenant", "lookback"):
+        if getattr(args, name) is not None:
+            flag = "--region" if name == "regions" else f"--{name}"
+            named[name] = Given(getattr(args, name), flag, strict=False)
+    return named
+
+
+def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
+    command = redact_command(sys.argv)
+    try:
+        given = merge(read_files(args.params_files), named_parameters(args),
+                      parse_assignments(args.params))
+        plan = plan_run(
+            catalog().resolve(args.notebooks), incident=args.incident, out=args.out,
+            given=given, command=command,
+            cell_timeout_s=args.timeout or DEFAULT_CELL_TIMEOUT_S, workers=args.workers,
+        )
+        for warning in plan.warnings:
+            print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
+        result = execute_run(plan, for_stream(sys.stderr, len(plan.notebooks)))
+    except TenancyDiagError as e:
+        _audit_refusal(args.out, "run", command, args.incident, e)
+        raise
+    return _finish(args.out, "run", command, result, extra_failure=None)
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    command = redact_command(sys.argv)
+    try:
+        outcome = rerun(args.bundle, args.out, command=command,
+                        progress=for_stream(sys.stderr), workers=args.workers,
+                        cell_timeout_s=args.timeout)
+    except TenancyDiagError as e:
+        _audit_refusal(args.out, "rerun", command, None, e)
+        raise
+    differing = None
+    if outcome.differences:
+        for notebook, lines in outcome.differences.items():
+            for line in lines[:10]:
+                print(f"tenancy-diag: {notebook}: {line}", file=sys.stderr)
+        differing = f"findings differ from the original for {', '.join(outcome.differences)}"
+    return _finish(args.out, "rerun", command, outcome.run, extra_failure=differing)
+
+
+def _finish(out: Path, action: str, command: list[str], result: RunResult,
+            extra_failure: str | None) -> int:
+    problems = []
+    if result.failed:
+        details = "; ".join(f"{o.name} ({o.error})" for o in result.outcomes if not o.ran)
+        problems.append(f"{len(result.failed)} notebook(s) failed: {details}")
+    if extra_failure:
+        problems.append(extra_failure)
+    code = EXIT_FAILED if problems else EXIT_OK
+    append_audit(out, AuditRecord(
+        actor=settings.actor(), action=action, command=command,
+        incident=result.bundle.incident, run_id=result.bundle.run_id,
+        result="; ".join(problems) if problems else "ok", exit_code=code,
+    ))
+    for problem in problems:
+        print(f"tenancy-diag: error: {problem}", file=sys.stderr)
+    print(result.index)
+    return code
+
+
+def _audit_refusal(out: Path, action: str, command: list[str], incident: str | None,
+                   error: TenancyDiagError) -> None:
+    # If even the audit log cannot be written, the refusal is still what the user must fix.
+    with contextlib.suppress(TenancyDiagError):
+        append_audit(out, AuditRecord(
+            actor=settings.actor(), action=action, command=command, incident=incident,
+            run_id=None, result=f"refused: {error}", exit_code=EXIT_BAD_INPUT,
+        ))

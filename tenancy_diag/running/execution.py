@@ -1,0 +1,182 @@
+"""Executing notebooks with papermill, several at once, each leaving evidence even when it fails.
+
+Two papermill behaviours matter in threads. ``execute_notebook(cwd=...)`` calls ``os.chdir``
+for the whole process, so concurrent runs restore each other's directories and leave the
+process in a bundle folder; the kernel's working directory is given to nbclient through
+``resources`` instead, and every path handed to papermill is absolute. And a kernel's own
+stderr (ipykernel's warnings, its traceback when killed on a timeout) would interleave with
+the progress lines, so each kernel writes it to a log in the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
+
+from tenancy_diag.errors import shorten
+from tenancy_diag.redacting import default_redactor
+from tenancy_diag.running.notebooks import read_notebook, redact_outputs, write_notebook
+from tenancy_diag.running.progress import NullProgress, Progress
+from tenancy_diag.running.rendering import render_failure, render_notebook
+from tenancy_diag.running.results import load_findings, write_error_findings
+
+KERNEL = "python3"
+#: Seconds a kernel may take to start; two cores shared by five kernels start slowly.
+KERNEL_START_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """Everything one execution needs; every path absolute."""
+
+    name: str
+    subsystem: str
+    incident: str
+    source: Path
+    parameters: Mapping[str, Any]
+    cwd: Path
+    output: Path  # the executed notebook
+    findings: Path
+    html: Path
+    kernel_log: Path
+    cell_timeout_s: int
+    window: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotebookOutcome:
+    name: str
+    subsystem: str
+    ran: bool  # executed to the end and wrote valid findings
+    status: str  # the findings' status (``error`` when the runner wrote them)
+    error: str | None
+    started_at: float  # time.time()
+    seconds: float
+    findings: Mapping[str, Any]
+    html_bytes: int = 0
+
+
+def execute(job: NotebookJob, progress: Progress | None = None) -> NotebookOutcome:
+    """Run one notebook; never raises for the notebook's own failures, it reports them."""
+    progress = progress or NullProgress()
+    progress.started(job.name)
+    started, clock = time.time(), time.monotonic()
+    error = _run_papermill(job)
+    if not job.output.exists():
+        # Failed before papermill wrote anything (unreadable source, no kernel): keep the
+        # source so the bundle still shows what was meant to run.
+        shutil.copyfile(job.source, job.output)
+    findings, problem = load_findings(job.findings)
+    if findings is None:
+        error = error or f"notebook finished but {problem}"
+        findings = write_error_findings(
+            job.findings, job.subsystem, job.incident, error, job.window
+        )
+    _redact_file(job.kernel_log)
+    _redact_notebook(job.output)
+    html_bytes = _render(job)
+    seconds = time.monotonic() - clock
+    outcome = NotebookOutcome(
+        job.name, job.subsystem, error is None, str(findings["status"]), error, started, seconds,
+        findings, html_bytes,
+    )
+    progress.finished(job.name, outcome.status if outcome.ran else "error", seconds)
+    return outcome
+
+
+def execute_all(
+    jobs: Sequence[NotebookJob], workers: int | None = None, progress: Progress | None = None
+) -> list[NotebookOutcome]:
+    """Run ``jobs`` in threads of this process, at most ``workers`` (default: the cores) at once.
+
+    Outcomes come back in the order of ``jobs``; one notebook's failure never stops another.
+    """
+    if not jobs:
+        return []
+    limit = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
+    try:
+        futures = [pool.submit(execute, job, progress) for job in jobs]
+        return [f.result() for f in futures]
+    finally:
+        # Not the context manager: on Ctrl-C it would wait for every queued notebook. Queued
+        # ones are cancelled; running kernels end with their cell (or the cell timeout).
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_papermill(job: NotebookJob) -> str | None:
+    """None when the notebook ran to its end, else one line saying what stopped it."""
+    try:
+        papermill.execute_notebook(
+            str(job.source),
+            str(job.output),
+            parameters=dict(job.parameters),
+            kernel_name=KERNEL,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            execution_timeout=job.cell_timeout_s,
+            start_timeout=KERNEL_START_TIMEOUT_S,
+            resources={"metadata": {"path": str(job.cwd)}},
+            kernel_manager_class=_kernel_manager_logging_to(job.kernel_log),
+        )
+    except PapermillExecutionError as e:
+        return _clean(f"{e.ename}: {e.evalue} (cell {e.exec_count})")
+    except CellTimeoutError:
+        return f"CellTimeoutError: a cell ran longer than the {job.cell_timeout_s} s cell timeout"
+    except DeadKernelError as e:
+        return _clean(f"DeadKernelError: {e}; see {job.kernel_log.name}")
+    except Exception as e:  # whatever broke, the other notebooks must finish
+        return _clean(f"{type(e).__name__}: {e}")
+    return None
+
+
+def _clean(message: str) -> str:
+    # Exception messages quote URLs and server payloads; better be safe before they land in
+    # findings, the summary and the terminal.
+    return shorten(default_redactor().redact(message), 500)
+
+
+def _kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
+    # nbclient builds its kernel manager from a class, so the log path rides on a subclass.
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with log.open("ab") as stream:  # the kernel inherits the descriptor
+                kw.setdefault("stdout", stream)
+                kw.setdefault("stderr", stream)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggingKernelManager
+
+
+def _redact_file(path: Path) -> None:
+    if path.exists():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        path.write_text(default_redactor().redact(text), encoding="utf-8")
+
+
+def _redact_notebook(path: Path) -> None:
+    try:
+        nb = read_notebook(path)
+    except Exception:  # unreadable: rendering says so, and there is nothing to redact in
+        return
+    if redact_outputs(nb, default_redactor().redact):
+        write_notebook(nb, path)
+
+
+def _render(job: NotebookJob) -> int:
+    try:
+        return render_notebook(job.output, job.html)
+    except Exception as e:  # an unrenderable notebook must not lose the run
+        render_failure(job.name, job.html, _clean(f"{type(e).__name__}: {e}"))
+        return job.html.stat().st_size
