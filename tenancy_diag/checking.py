@@ -32,13 +32,13 @@ def _check_query(expected: ExpectedSeries, lookback: str) -> str:
     # One query per metric: the series count, then one count per label that must be non-empty,
     # each tagged with the label it checks; an absent tag means no series carries that label.
     parts = [
-        f'label_replace(count(last_over_time({expected.selector()}[{lookback}])), '
+        f"label_replace(count(last_over_time({expected.selector()}[{lookback}])), "
         f'"{_CHECK}", "__series__", "", "")'
     ]
     for label in expected.labels:
         selector = expected.selector([f'{label}!=""'])
         parts.append(
-            f'label_replace(count(last_over_time({selector}[{lookback}])), '
+            f"label_replace(count(last_over_time({selector}[{lookback}])), "
             f'"{_CHECK}", "{label}", "", "")'
         )
     return " or ".join(parts)
@@ -53,7 +53,7 @@ def check_signals(
         result = source.instant_query(InstantQuery(_check_query(expected, lookback), at))
         counts = {r["metric"].get(_CHECK, ""): int(float(r["value"][1])) for r in result}
         series = counts.get("__series__", 0)
-        missing = () if series == 0 else tuple(l for l in expected.labels if l not in counts)
+        missing = () if series == 0 else tuple(lab for lab in expected.labels if lab not in counts)
         out.append(SeriesCheck(expected.key, expected.name, series, missing))
     return out
 

@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check_signals)
 
     sandbox = sub.add_parser("sandbox", help="a local Tenancy stack for tests and practice")
-    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True,
-                                         parser_class=_Parser)
+    sandbox_sub = sandbox.add_subparsers(
+        dest="sandbox_command", required=True, parser_class=_Parser
+    )
     up = sandbox_sub.add_parser("up", help="start the sandbox in the background")
     up.add_argument("--scenario", default="healthy")
     up.add_argument("--seed", type=int, default=7)
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     env = sandbox_sub.add_parser("env", help="print shell exports for the running sandbox")
     env.add_argument("--state-dir", type=Path, default=None)
     env.set_defaults(func=_cmd_sandbox_env)
+
+    from tenancy_diag.running.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -83,12 +88,26 @@ def _cmd_check_signals(args: argparse.Namespace) -> int:
     checks = check_signals(source, mapping, at, args.lookback)
     missing = [c for c in checks if not c.present]
     if args.json:
-        print(json.dumps({
-            "at": at.isoformat(), "prometheus_url": args.prometheus_url,
-            "series": [{"key": c.key, "name": c.name, "present": c.present, "series": c.series,
-                        "missing_labels": list(c.missing_labels)} for c in checks],
-            "missing": len(missing),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "at": at.isoformat(),
+                    "prometheus_url": args.prometheus_url,
+                    "series": [
+                        {
+                            "key": c.key,
+                            "name": c.name,
+                            "present": c.present,
+                            "series": c.series,
+                            "missing_labels": list(c.missing_labels),
+                        }
+                        for c in checks
+                    ],
+                    "missing": len(missing),
+                },
+                indent=2,
+            )
+        )
     else:
         print("\n".join(report_lines(checks)))
     return EXIT_FINDINGS if missing else EXIT_OK
@@ -99,7 +118,9 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
 
     end = None if args.end == "now" else parse_time(args.end, "--end")
     spec = ScenarioSpec(
-        name=args.scenario, seed=args.seed, tenants=args.tenants,
+        name=args.scenario,
+        seed=args.seed,
+        tenants=args.tenants,
         regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
         duration_s=int(parse_duration(args.duration, "--duration").total_seconds()),
         incident_age_s=int(parse_duration(args.incident_age, "--incident-age").total_seconds()),
@@ -120,7 +141,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     else:
         for key, value in endpoints.__dict__.items():
             print(f"{key:24} {value}")
-        print("\nexport the settings with: eval \"$(tenancy-diag sandbox env)\"")
+        print('\nexport the settings with: eval "$(tenancy-diag sandbox env)"')
     return EXIT_OK
 
 

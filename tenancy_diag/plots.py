@@ -1,4 +1,4 @@
-"""Plots an on-call engineer reads at a glance: the threshold and the incident start always marked."""
+"""Plots read at a glance: the threshold and the incident start always marked."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def timeseries(
     """One line per value of ``by`` (the busiest first), threshold dashed, incident start dotted."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
     if df.empty:
-        ax.text(0.5, 0.5, "no data in this window", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no data in this window", ha="center", va="center", transform=ax.transAxes
+        )
     else:
         wide = df.pivot_table(index=TIME, columns=by, values=VALUE, aggfunc="sum").sort_index()
         order = wide.max().sort_values(ascending=False).index[:_MAX_LINES]
@@ -39,12 +40,25 @@ def timeseries(
         ax.legend(fontsize=7, loc="upper left", frameon=False)
     if threshold is not None:
         ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1, label="threshold")
-        ax.annotate(f"threshold {threshold:g}", xy=(1, threshold), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", fontsize=7, color="crimson")
+        ax.annotate(
+            f"threshold {threshold:g}",
+            xy=(1, threshold),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="crimson",
+        )
     if incident_start is not None:
-        ax.axvline(pd.Timestamp(incident_start), color="black", linestyle=":", linewidth=1)
-        ax.annotate("incident start", xy=(pd.Timestamp(incident_start), 1),
-                    xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=7)
+        ax.axvline(mdates.date2num(incident_start), color="black", linestyle=":", linewidth=1)
+        ax.annotate(
+            "incident start",
+            xy=(mdates.date2num(incident_start), 1),
+            xycoords=("data", "axes fraction"),
+            ha="left",
+            va="top",
+            fontsize=7,
+        )
     if not ax.get_title():
         ax.set_title(title, fontsize=10)
     if logy:
@@ -58,8 +72,9 @@ def timeseries(
     return fig
 
 
-def bars(df: pd.DataFrame, label: str, title: str, *, value: str = VALUE, top: int = 10,
-         xlabel: str = "") -> Figure:
+def bars(
+    df: pd.DataFrame, label: str, title: str, *, value: str = VALUE, top: int = 10, xlabel: str = ""
+) -> Figure:
     """Horizontal bars of the top-N rows, largest on top."""
     fig, ax = plt.subplots(figsize=(9, 0.35 * min(top, max(len(df), 1)) + 1.2))
     if df.empty:

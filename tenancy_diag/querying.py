@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
 
@@ -72,8 +72,3 @@ class Metrics:
         )
         request = RangeQuery(self.promql(key, **params), start, end, step)
         return matrix_frame(self.source.range_query(request))
-
-    def window(
-        self, key: str, end: datetime, lookback: timedelta, **params: str | int | float
-    ) -> pd.DataFrame:
-        return self.range(key, end - lookback, end, **params)

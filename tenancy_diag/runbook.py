@@ -72,14 +72,18 @@ def load(path: Path | str | None = None) -> Runbook:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
         book = Runbook.model_validate(raw)
     except OSError as e:
-        raise ConfigError(f"cannot read runbook mapping {file} ({e.strerror}); check the path") from e
+        raise ConfigError(
+            f"cannot read runbook mapping {file} ({e.strerror}); check the path"
+        ) from e
     except (yaml.YAMLError, ValidationError) as e:
         raise ConfigError(f"runbook mapping {file} is invalid: {str(e).splitlines()[0]}") from e
     if book.schema_ != SCHEMA:
         raise ConfigError(f"runbook mapping {file} has schema {book.schema_!r}; expected {SCHEMA}")
     for name, pattern in book.patterns.items():
         if pattern.remediation not in book.remediations:
-            raise ConfigError(f"runbook pattern {name!r} names unknown remediation {pattern.remediation!r}")
+            raise ConfigError(
+                f"runbook pattern {name!r} names unknown remediation {pattern.remediation!r}"
+            )
     return book
 
 

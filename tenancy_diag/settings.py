@@ -76,7 +76,7 @@ class AdminApiSettings:
 
 
 def read_token(env: Mapping[str, str] | None = None) -> str | None:
-    """The admin API bearer token from ``TENANCY_API_TOKEN`` or the file ``TENANCY_API_TOKEN_FILE``."""
+    """The admin API token from ``TENANCY_API_TOKEN`` or the file ``TENANCY_API_TOKEN_FILE``."""
     env = os.environ if env is None else env
     if env.get(ENV_API_TOKEN):
         return env[ENV_API_TOKEN].strip()
@@ -86,7 +86,8 @@ def read_token(env: Mapping[str, str] | None = None) -> str | None:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as e:
             raise ConfigError(
-                f"cannot read {ENV_API_TOKEN_FILE}={path} ({e.strerror}); point it at a readable file"
+                f"cannot read {ENV_API_TOKEN_FILE}={path} ({e.strerror}); "
+                "point it at a readable file"
             ) from e
     return None
 
@@ -98,7 +99,7 @@ def actor(env: Mapping[str, str] | None = None) -> str:
 
 
 def extra_redaction_patterns(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Extra regular expressions to redact, newline-separated in ``TENANCY_DIAG_REDACT_PATTERNS``."""
+    """Extra regexes to redact, one per line in ``TENANCY_DIAG_REDACT_PATTERNS``."""
     env = os.environ if env is None else env
     raw = env.get(ENV_REDACT_PATTERNS, "")
     return tuple(line for line in raw.splitlines() if line.strip())

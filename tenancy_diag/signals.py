@@ -187,7 +187,8 @@ class Signals:
             if spec is None or not re.fullmatch(spec.pattern, str(value)):
                 raise SignalsError(
                     f"parameter {name}={value!r} for query {query_key!r} is not valid; "
-                    f"expected {spec.pattern if spec else 'one of ' + ', '.join(self.doc.parameters)}"
+                    "expected "
+                    + (spec.pattern if spec else "one of " + ", ".join(self.doc.parameters))
                 )
         return self._expand(query_key, template, scope, {k: str(v) for k, v in params.items()})
 
@@ -235,7 +236,8 @@ class Signals:
             missing = [label for label in metric.labels if label not in self.doc.labels]
             if missing:
                 raise SignalsError(
-                    f"signals mapping: metric {key!r} uses labels {missing} not listed under labels:"
+                    f"signals mapping: metric {key!r} uses labels {missing} "
+                    "not listed under labels:"
                 )
 
     # -- series the diagnostics expect -----------------------------------------------------

@@ -18,7 +18,9 @@ def parse_duration(text: str | int | float, what: str = "duration") -> timedelta
     else:
         match = _DURATION.match(str(text))
         if match is None:
-            raise ConfigError(f"{what} {text!r} is not a duration; write it like 90s, 15m, 3h or 2d")
+            raise ConfigError(
+                f"{what} {text!r} is not a duration; write it like 90s, 15m, 3h or 2d"
+            )
         seconds = float(match[1]) * _UNITS[match[2]]
     if seconds <= 0:
         raise ConfigError(f"{what} {text!r} must be positive")

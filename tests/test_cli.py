@@ -11,8 +11,13 @@ from tenancy_diag import cli
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tenancy_diag.cli", *argv],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tenancy_diag.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _one_sentence(stderr: str) -> str:
@@ -43,12 +48,15 @@ def test_malformed_signals_file(tmp_path):
     assert str(bad) in _one_sentence(result.stderr)
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["sandbox", "up", "--tenants", "0"], "--tenants"),
-    (["sandbox", "up", "--duration", "forever"], "'forever' is not a duration"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["sandbox", "down", "--state-dir", "/nonexistent/x"], "no sandbox is up"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["sandbox", "up", "--tenants", "0"], "--tenants"),
+        (["sandbox", "up", "--duration", "forever"], "'forever' is not a duration"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["sandbox", "down", "--state-dir", "/nonexistent/x"], "no sandbox is up"),
+    ],
+)
 def test_other_bad_input(argv, needle, capsys):
     assert cli.main(argv) == 2
     assert needle in _one_sentence(capsys.readouterr().err)

@@ -20,8 +20,15 @@ def _scenario(name, tenants=200):
 
 def _as_peeked(bodies):
     """What the SQS source returns for these bodies."""
-    return [{"message_id": f"m-{i}", "sent_at": "2026-11-27T02:59:00Z", "receive_count": 1,
-             "body": json.dumps(b)} for i, b in enumerate(bodies)]
+    return [
+        {
+            "message_id": f"m-{i}",
+            "sent_at": "2026-11-27T02:59:00Z",
+            "receive_count": 1,
+            "body": json.dumps(b),
+        }
+        for i, b in enumerate(bodies)
+    ]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -49,8 +56,11 @@ def test_healthy_queues_hold_a_handful_of_old_failures():
     scenario = _scenario("healthy")
     for bodies in dlq_messages(scenario).values():
         assert 0 < len(bodies) <= 6
-        assert all(datetime.fromisoformat(b["first_failed_at"]) < scenario.end - (
-            scenario.end - scenario.start) * 0.3 for b in bodies)
+        assert all(
+            datetime.fromisoformat(b["first_failed_at"])
+            < scenario.end - (scenario.end - scenario.start) * 0.3
+            for b in bodies
+        )
 
 
 def test_content_is_deterministic():
@@ -102,14 +112,28 @@ def test_frame_types_and_columns():
 
 
 def test_malformed_bodies_are_kept_with_a_parse_error():
-    good = {"tenant_id": "t-000001", "region": "us-east-1", "kind": "reconcile",
-            "error_code": "throttled", "first_failed_at": "2026-11-27T01:00:00Z",
-            "sequence": 5, "attempts": 5, "event_type": "tenant.updated", "last_error": "x"}
-    bodies = [json.dumps(good), "not json at all", "[1, 2]",
-              json.dumps({**good, "tenant_id": None}),
-              json.dumps({**good, "first_failed_at": "yesterday"})]
-    peeked = [{"message_id": str(i), "sent_at": None, "receive_count": 1, "body": b}
-              for i, b in enumerate(bodies)]
+    good = {
+        "tenant_id": "t-000001",
+        "region": "us-east-1",
+        "kind": "reconcile",
+        "error_code": "throttled",
+        "first_failed_at": "2026-11-27T01:00:00Z",
+        "sequence": 5,
+        "attempts": 5,
+        "event_type": "tenant.updated",
+        "last_error": "x",
+    }
+    bodies = [
+        json.dumps(good),
+        "not json at all",
+        "[1, 2]",
+        json.dumps({**good, "tenant_id": None}),
+        json.dumps({**good, "first_failed_at": "yesterday"}),
+    ]
+    peeked = [
+        {"message_id": str(i), "sent_at": None, "receive_count": 1, "body": b}
+        for i, b in enumerate(bodies)
+    ]
     df = dlq.frame(peeked)
     assert len(df) == 5
     errors = df["parse_error"].tolist()

@@ -22,9 +22,14 @@ CONTRACT = (
 # -- parse_logfmt ---------------------------------------------------------------------------
 def test_parses_the_contract_line():
     assert parse_logfmt(CONTRACT) == {
-        "ts": "2026-11-27T01:02:03.123Z", "level": "ERROR", "msg": "reconcile failed",
-        "tenant": "t-000123", "region": "us-east-1", "reason": "policy_error",
-        "err": "policy service timeout after 2000ms", "trace_id": "4bf92f3577b34da6",
+        "ts": "2026-11-27T01:02:03.123Z",
+        "level": "ERROR",
+        "msg": "reconcile failed",
+        "tenant": "t-000123",
+        "region": "us-east-1",
+        "reason": "policy_error",
+        "err": "policy service timeout after 2000ms",
+        "trace_id": "4bf92f3577b34da6",
     }
 
 
@@ -104,21 +109,29 @@ def test_frame_rejects_items_without_line():
 def _line(second, tenant, reason, err, **extra):
     fields = " ".join(f"{k}={v}" for k, v in extra.items())
     return (
-        f"ts=2026-11-27T01:00:{second:02d}.000Z level=ERROR msg=\"reconcile failed\" "
+        f'ts=2026-11-27T01:00:{second:02d}.000Z level=ERROR msg="reconcile failed" '
         f'tenant={tenant} region=us-east-1 reason={reason} err="{err}" {fields} '
         f"trace_id={second:016x}"
     ).replace("  ", " ")
 
 
 def _df(lines, pod="pod-a"):
-    return frame({"line": line, "pod": pod, "container": "c", "region": "us-east-1"}
-                 for line in lines)
+    return frame(
+        {"line": line, "pod": pod, "container": "c", "region": "us-east-1"} for line in lines
+    )
 
 
 def test_lines_differing_only_in_tenant_and_numbers_are_one_signature():
     lines = [
-        _line(i, f"t-{i * 7:06d}", "policy_error", f"policy service timeout after {2000 + i}ms",
-              queue=i * 13, peer=f"10.0.{i}.7:8443", obj=f"4bf92f35{i:08x}")
+        _line(
+            i,
+            f"t-{i * 7:06d}",
+            "policy_error",
+            f"policy service timeout after {2000 + i}ms",
+            queue=i * 13,
+            peer=f"10.0.{i}.7:8443",
+            obj=f"4bf92f35{i:08x}",
+        )
         for i in range(1, 30)
     ]
     sig = failure_signatures(_df(lines))
@@ -135,8 +148,9 @@ def test_different_errors_stay_apart():
         lines.append(_line(i, "t-000001", "policy_error", "policy service timeout after 2000ms"))
         lines.append(_line(i, "t-000002", "conflict", "the object has been modified"))
         lines.append(_line(i, "t-000003", "throttled", "client-side rate limiter: wait 5s"))
-    lines.append(_line(59, "t-000004", "policy_error", "dial tcp 10.1.2.3:8443: connect: "
-                       "connection refused"))
+    lines.append(
+        _line(59, "t-000004", "policy_error", "dial tcp 10.1.2.3:8443: connect: connection refused")
+    )
     sig = failure_signatures(_df(lines))
     assert len(sig) == 4
     assert sig["count"].tolist() == [20, 20, 20, 1]
@@ -146,7 +160,7 @@ def test_different_errors_stay_apart():
 def test_http_codes_are_kept_apart_and_shown_unmasked():
     lines = [
         f'ts=2026-11-27T01:00:{i:02d}Z level=ERROR msg="webhook delivery failed" '
-        f'tenant=t-00000{i % 3} endpoint=hooks.example.net code={code} '
+        f"tenant=t-00000{i % 3} endpoint=hooks.example.net code={code} "
         f'err="upstream returned {code}"'
         for i, code in enumerate([503] * 6 + [502] * 3)
     ]
@@ -166,8 +180,10 @@ def test_varying_endpoint_generalises_with_its_key_name():
 
 
 def test_signature_columns_and_aggregates():
-    lines = [_line(i, t, "policy_error", "policy service timeout after 2000ms")
-             for i, t in enumerate(["t-000009"] * 5 + ["t-000001"] * 3 + ["t-000005"])]
+    lines = [
+        _line(i, t, "policy_error", "policy service timeout after 2000ms")
+        for i, t in enumerate(["t-000009"] * 5 + ["t-000001"] * 3 + ["t-000005"])
+    ]
     df = pd.concat([_df(lines[:4], pod="pod-a"), _df(lines[4:], pod="pod-b")])
     df = pd.concat([df, _df(['ts=2026-11-27T01:00:00Z level=INFO msg="fine" tenant=t-1'])])
     sig = failure_signatures(df)
@@ -195,8 +211,10 @@ def test_drain3_is_configured_in_code_and_quiet(tmp_path, monkeypatch, caplog):
     # A drain3.ini in the working directory must change nothing.
     (tmp_path / "drain3.ini").write_text("[DRAIN]\nsim_th = 0.01\ndepth = 3\n")
     monkeypatch.chdir(tmp_path)
-    lines = [_line(1, "t-1", "policy_error", "policy service timeout after 2000ms"),
-             _line(2, "t-2", "policy_error", "totally different words here now")]
+    lines = [
+        _line(1, "t-1", "policy_error", "policy service timeout after 2000ms"),
+        _line(2, "t-2", "policy_error", "totally different words here now"),
+    ]
     with caplog.at_level(logging.INFO):
         sig = failure_signatures(_df(lines))
     assert len(sig) == 2

@@ -9,8 +9,9 @@ from tenancy_diag.querying import choose_step
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("span", [timedelta(minutes=5), timedelta(hours=3), timedelta(days=7),
-                                  timedelta(days=400)])
+@pytest.mark.parametrize(
+    "span", [timedelta(minutes=5), timedelta(hours=3), timedelta(days=7), timedelta(days=400)]
+)
 def test_step_never_exceeds_prometheus_point_limit(span):
     step = choose_step(T0 - span, T0, target_points=100_000)
     assert span.total_seconds() / step + 1 <= 11_000

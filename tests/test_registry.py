@@ -11,7 +11,10 @@ def test_unknown_kind_lists_valid_ones():
 
 
 def test_builtin_prometheus_and_custom_registration():
-    assert registry.create("prometheus", PrometheusSettings(url="http://127.0.0.1:9")).name == "prometheus"
+    assert (
+        registry.create("prometheus", PrometheusSettings(url="http://127.0.0.1:9")).name
+        == "prometheus"
+    )
     local = SourceRegistry()
     local.register("fake", lambda: "made")
     assert local.create("fake") == "made" and local.kinds() == ("fake",)

@@ -59,8 +59,11 @@ def sealed(tmp_path):
 def test_manifest_lists_sha256_and_size_of_every_other_file(sealed):
     manifest = read_manifest(sealed.root)
     assert manifest["schema"] == "tenancy-diag/manifest/v1"
-    assert set(manifest["files"]) == {"findings/ok.json", "notebooks/ok.ipynb",
-                                      "snapshots/ok/index.json"}
+    assert set(manifest["files"]) == {
+        "findings/ok.json",
+        "notebooks/ok.ipynb",
+        "snapshots/ok/index.json",
+    }
     assert manifest["files"]["findings/ok.json"]["size"] == len('{"status": "ok"}')
     assert verify_bundle(sealed.root) == []
 
@@ -85,10 +88,18 @@ def test_audit_lines_never_interleave(tmp_path):
 
     def write(worker):
         for i in range(20):
-            append_audit(tmp_path, AuditRecord(
-                actor=f"w{worker}", action="run", command=["run", filler], incident="INC-1",
-                run_id=f"{worker}-{i}", result="ok", exit_code=0,
-            ))
+            append_audit(
+                tmp_path,
+                AuditRecord(
+                    actor=f"w{worker}",
+                    action="run",
+                    command=["run", filler],
+                    incident="INC-1",
+                    run_id=f"{worker}-{i}",
+                    result="ok",
+                    exit_code=0,
+                ),
+            )
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
     for t in threads:
@@ -103,9 +114,19 @@ def test_audit_lines_never_interleave(tmp_path):
 
 
 def test_recorded_command_lines_hide_secrets():
-    argv = ["tenancy-diag", "run", "all", "-p", "api_token=s3cr3t", "-pclient_secret=abc",
-            "--param=password=pw", "-p", "tenant=t1",
-            "--prometheus-url", "http://admin:hunter2@prom:9090"]
+    argv = [
+        "tenancy-diag",
+        "run",
+        "all",
+        "-p",
+        "api_token=s3cr3t",
+        "-pclient_secret=abc",
+        "--param=password=pw",
+        "-p",
+        "tenant=t1",
+        "--prometheus-url",
+        "http://admin:hunter2@prom:9090",
+    ]
     safe = " ".join(redact_command(argv))
     for secret in ("s3cr3t", "abc", "=pw", "hunter2"):
         assert secret not in safe

@@ -30,8 +30,13 @@ def test_folder_catalog_names_notebooks_by_stem():
 def test_all_expands_to_the_five_in_runbook_order_and_aliases_resolve():
     catalog = _five()
     names = [e.name for e in catalog.resolve(["all"])]
-    assert names == ["controller_health", "webhook_delivery", "policy_evaluation", "api_health",
-                     "lifecycle_orchestration"]
+    assert names == [
+        "controller_health",
+        "webhook_delivery",
+        "policy_evaluation",
+        "api_health",
+        "lifecycle_orchestration",
+    ]
     assert catalog.entry("api_health").subsystem == "api"
     picked = catalog.resolve(["policy", "controller_health", "policy_evaluation"])
     assert [e.name for e in picked] == ["policy_evaluation", "controller_health"]

@@ -20,8 +20,9 @@ def main(argv, monkeypatch):
     """What cli.main does with these commands: errors become one line and exit code 2."""
     monkeypatch.setattr(sys, "argv", ["tenancy-diag", *argv])
     parser = argparse.ArgumentParser(prog="tenancy-diag")
-    commands.add_commands(parser.add_subparsers(required=True),
-                          catalog=lambda: catalog_from(FIXTURES))
+    commands.add_commands(
+        parser.add_subparsers(required=True), catalog=lambda: catalog_from(FIXTURES)
+    )
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -40,18 +41,22 @@ def no_kernels(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["-p", "latency_p99_max=1"], "did you mean 'latency_p99_ms_max'"),
-    (["-p", "latency_p99_ms_max=fast"], "is 'fast', but notebook ok declares it float"),
-    (["-p", "api_token=s3cr3t"], "looks like a secret"),
-    (["-p", "findings_path=/etc/passwd"], "set by the runner"),
-    (["--lookback", "forever"], "'forever' is not a duration"),
-    (["--end", "yesterday-ish"], "is not a time"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["-p", "latency_p99_max=1"], "did you mean 'latency_p99_ms_max'"),
+        (["-p", "latency_p99_ms_max=fast"], "is 'fast', but notebook ok declares it float"),
+        (["-p", "api_token=s3cr3t"], "looks like a secret"),
+        (["-p", "findings_path=/etc/passwd"], "set by the runner"),
+        (["--lookback", "forever"], "'forever' is not a duration"),
+        (["--end", "yesterday-ish"], "is not a time"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_kernel(tmp_path, monkeypatch, capsys, extra, needle):
     out = tmp_path / "out"
-    code = main(["run", "ok", "raises", "--incident", "INC-1", "--out", str(out), *extra],
-                monkeypatch)
+    code = main(
+        ["run", "ok", "raises", "--incident", "INC-1", "--out", str(out), *extra], monkeypatch
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
@@ -83,8 +88,20 @@ def test_environment_fallbacks_and_flags_become_parameters(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     commands.add_commands(parser.add_subparsers())
-    args = parser.parse_args(["run", "all", "--incident", "I", "--kubeconfig", "kc.yaml",
-                              "--region", "us-east-1", "--region", "eu-west-1"])
+    args = parser.parse_args(
+        [
+            "run",
+            "all",
+            "--incident",
+            "I",
+            "--kubeconfig",
+            "kc.yaml",
+            "--region",
+            "us-east-1",
+            "--region",
+            "eu-west-1",
+        ]
+    )
     named = commands.named_parameters(args)
     assert named["prometheus_url"].value == "http://127.0.0.1:9090"
     assert named["prometheus_url"].origin == "$TENANCY_DIAG_PROMETHEUS_URL"

@@ -40,8 +40,15 @@ def test_a_line_papermill_cannot_read_is_an_error_naming_it():
 
 def test_values_are_typed_as_declared(declared):
     given = merge(
-        parse_assignments(["tenant=007", "latency_p99_ms_max=1500", "max_retries=5",
-                           "regions=us-east-1, eu-west-1", "end=2026-11-27T03:00:00Z"]),
+        parse_assignments(
+            [
+                "tenant=007",
+                "latency_p99_ms_max=1500",
+                "max_retries=5",
+                "regions=us-east-1, eu-west-1",
+                "end=2026-11-27T03:00:00Z",
+            ]
+        ),
     )
     params = resolve(declared, {k: v for k, v in given.items() if k != "end"}, RUNNER)
     ok = params.per_notebook["ok"]
@@ -62,13 +69,18 @@ def test_precedence_files_then_flags_then_p(tmp_path, declared):
     assert ok["tenant"] == "from-b" and ok["max_retries"] == 9 and ok["regions"] == ["eu-west-1"]
 
 
-@pytest.mark.parametrize("item,needle", [
-    ("latency_p99_ms_max=fast",
-     "'latency_p99_ms_max' (-p) is 'fast', but notebook ok declares it float"),
-    ("max_retries=2.5", "declares it int"),
-    ("max_retries=true", "declares it int"),
-    ("tenant=[a, b]", "declares it str"),
-])
+@pytest.mark.parametrize(
+    "item,needle",
+    [
+        (
+            "latency_p99_ms_max=fast",
+            "'latency_p99_ms_max' (-p) is 'fast', but notebook ok declares it float",
+        ),
+        ("max_retries=2.5", "declares it int"),
+        ("max_retries=true", "declares it int"),
+        ("tenant=[a, b]", "declares it str"),
+    ],
+)
 def test_wrong_type_names_parameter_value_and_type(declared, item, needle):
     with pytest.raises(ParameterError) as caught:
         resolve(declared, parse_assignments([item]), RUNNER)
@@ -90,16 +102,32 @@ def test_named_flag_no_notebook_declares_is_only_a_warning(declared):
 
 
 def test_a_parameter_goes_only_to_notebooks_declaring_it(declared):
-    slim = {"incident_id": declared["ok"]["incident_id"],
-            "findings_path": declared["ok"]["findings_path"]}
+    slim = {
+        "incident_id": declared["ok"]["incident_id"],
+        "findings_path": declared["ok"]["findings_path"],
+    }
     resolved = resolve({**declared, "slim": slim}, parse_assignments(["tenant=t1"]), RUNNER)
     assert resolved.per_notebook["ok"]["tenant"] == "t1"
     assert resolved.per_notebook["slim"] == {"incident_id": "INC-1"}
 
 
-@pytest.mark.parametrize("name", ["api_token", "tenancy_api_token", "password", "db_passwd",
-                                  "client_secret", "aws_secret_access_key", "access_key_id",
-                                  "api_key", "apikey", "key", "aws_credentials", "TOKEN"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_token",
+        "tenancy_api_token",
+        "password",
+        "db_passwd",
+        "client_secret",
+        "aws_secret_access_key",
+        "access_key_id",
+        "api_key",
+        "apikey",
+        "key",
+        "aws_credentials",
+        "TOKEN",
+    ],
+)
 def test_secret_looking_names_are_refused(declared, name):
     assert looks_secret(name)
     with pytest.raises(ParameterError, match=r"looks like a secret.*environment"):

@@ -14,30 +14,68 @@ END = datetime(2026, 11, 27, 3, 1, tzinfo=UTC)
 
 
 def _report(notebook, subsystem, status, severity=None, patterns=(), tenants=(), ran=True):
-    findings = {"schema": "tenancy-diag/findings/v1", "subsystem": subsystem, "status": status,
-                "severity": severity, "patterns": list(patterns), "tenants": list(tenants),
-                "summary": f"{subsystem} is {status}", "error": None}
+    findings = {
+        "schema": "tenancy-diag/findings/v1",
+        "subsystem": subsystem,
+        "status": status,
+        "severity": severity,
+        "patterns": list(patterns),
+        "tenants": list(tenants),
+        "summary": f"{subsystem} is {status}",
+        "error": None,
+    }
     files = {"html": f"html/{notebook}.html", "findings": f"findings/{notebook}.json"}
     return NotebookReport(notebook, subsystem, findings, ran, 1.0, files)
 
 
 def _summary(reports):
-    return build_summary(incident="INC-1", run_id="r1",
-                         window={"start": None, "end": "2026-11-27T03:00:00Z", "lookback": None},
-                         started_at=START, finished_at=END, reports=reports,
-                         book=runbook.default())
+    return build_summary(
+        incident="INC-1",
+        run_id="r1",
+        window={"start": None, "end": "2026-11-27T03:00:00Z", "lookback": None},
+        started_at=START,
+        finished_at=END,
+        reports=reports,
+        book=runbook.default(),
+    )
 
 
 def test_policy_timeout_driving_a_backlog_ranks_first():
-    summary = _summary([
-        _report("controller_health", "controller", "failing", "sev2",
-                [{"id": "reconcile_backlog", "confidence": 0.95,
-                  "onset": "2026-11-27T02:20:00Z", "evidence": []}], ["t-1", "t-2"]),
-        _report("policy_evaluation", "policy", "failing", "sev1",
-                [{"id": "policy_timeout", "confidence": 0.7,
-                  "onset": "2026-11-27T02:25:00Z", "evidence": []}], ["t-2", "t-3"]),
-        _report("api_health", "api", "ok"),
-    ])
+    summary = _summary(
+        [
+            _report(
+                "controller_health",
+                "controller",
+                "failing",
+                "sev2",
+                [
+                    {
+                        "id": "reconcile_backlog",
+                        "confidence": 0.95,
+                        "onset": "2026-11-27T02:20:00Z",
+                        "evidence": [],
+                    }
+                ],
+                ["t-1", "t-2"],
+            ),
+            _report(
+                "policy_evaluation",
+                "policy",
+                "failing",
+                "sev1",
+                [
+                    {
+                        "id": "policy_timeout",
+                        "confidence": 0.7,
+                        "onset": "2026-11-27T02:25:00Z",
+                        "evidence": [],
+                    }
+                ],
+                ["t-2", "t-3"],
+            ),
+            _report("api_health", "api", "ok"),
+        ]
+    )
     assert summary["schema"] == "tenancy-diag/summary/v1"
     assert summary["root_cause"]["pattern"] == "policy_timeout"
     assert summary["root_cause"]["subsystem"] == "policy"
@@ -61,9 +99,17 @@ def test_healthy_run_has_no_root_cause_and_no_escalation():
 
 
 def test_errors_are_listed_and_malformed_patterns_skipped():
-    summary = _summary([_report("x", "api", "error", ran=False,
-                                patterns=[{"id": "rate_limit_saturation", "confidence": "high"},
-                                          "junk"])])
+    summary = _summary(
+        [
+            _report(
+                "x",
+                "api",
+                "error",
+                ran=False,
+                patterns=[{"id": "rate_limit_saturation", "confidence": "high"}, "junk"],
+            )
+        ]
+    )
     assert summary["complete"] is False and summary["errors"] == ["x"]
     assert summary["subsystems"][0]["patterns"] == []
 
@@ -74,9 +120,14 @@ def test_affected_tenants_seen_by_more_subsystems_come_first():
 
 
 def test_index_page_escapes_and_links_and_loads_nothing():
-    report = _report("api_health", "api", "failing", "sev2",
-                     [{"id": "rate_limit_saturation", "confidence": 0.9, "evidence": []}],
-                     ["<script>alert(1)</script>"])
+    report = _report(
+        "api_health",
+        "api",
+        "failing",
+        "sev2",
+        [{"id": "rate_limit_saturation", "confidence": 0.9, "evidence": []}],
+        ["<script>alert(1)</script>"],
+    )
     page = render_index(_summary([report]))
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'href="html/api_health.html"' in page

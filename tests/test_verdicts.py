@@ -60,18 +60,34 @@ def test_unrelated_patterns_rank_by_onset_then_confidence():
     a = PatternMatch("webhook_storm", 0.6, (), onset=T)
     b = PatternMatch("rate_limit_saturation", 0.9, (), onset=T + timedelta(minutes=5))
     assert [c.pattern for c in rank([("api", b), ("webhook", a)], BOOK)] == [
-        "webhook_storm", "rate_limit_saturation"]
+        "webhook_storm",
+        "rate_limit_saturation",
+    ]
     assert root_cause([("api", PatternMatch("rate_limit_saturation", 0.1, ()))], BOOK) is None
 
 
 def test_findings_json_has_schema_and_required_fields():
-    f = Findings("webhook", "INC-1", "failing", severity="sev2",
-                 patterns=[PatternMatch("webhook_storm", 0.9, ("e",), onset=T)],
-                 slo=[SloRow("p99", "us-east-1", 3000.0, 2000, "<", "ms")])
+    f = Findings(
+        "webhook",
+        "INC-1",
+        "failing",
+        severity="sev2",
+        patterns=[PatternMatch("webhook_storm", 0.9, ("e",), onset=T)],
+        slo=[SloRow("p99", "us-east-1", 3000.0, 2000, "<", "ms")],
+    )
     data = f.to_json()
     assert data["schema"] == "tenancy-diag/findings/v1"
-    for key in ("subsystem", "status", "severity", "patterns", "regions", "tenants", "slo",
-                "actions", "escalation"):
+    for key in (
+        "subsystem",
+        "status",
+        "severity",
+        "patterns",
+        "regions",
+        "tenants",
+        "slo",
+        "actions",
+        "escalation",
+    ):
         assert key in data
     assert data["slo"][0]["pass"] is False
     assert data["patterns"][0]["onset"] == "2026-11-27T02:00:00Z"

@@ -15,8 +15,16 @@ import pandas as pd
 
 #: The contract's body fields (tenancy-signals.md, "Dead-letter queues").
 BODY_FIELDS = (
-    "tenant_id", "region", "kind", "event_type", "sequence", "endpoint", "error_code",
-    "attempts", "first_failed_at", "last_error",
+    "tenant_id",
+    "region",
+    "kind",
+    "event_type",
+    "sequence",
+    "endpoint",
+    "error_code",
+    "attempts",
+    "first_failed_at",
+    "last_error",
 )
 #: Fields a body must carry to count as readable (``endpoint`` is for webhooks only).
 REQUIRED_FIELDS = ("tenant_id", "region", "kind", "error_code", "first_failed_at")

@@ -43,8 +43,13 @@ class SloRow:
     def to_json(self) -> dict[str, Any]:
         value = None if self.value is None or math.isnan(self.value) else round(self.value, 6)
         return {
-            "name": self.name, "region": self.region, "value": value,
-            "threshold": self.threshold, "op": self.op, "unit": self.unit, "pass": self.passed,
+            "name": self.name,
+            "region": self.region,
+            "value": value,
+            "threshold": self.threshold,
+            "op": self.op,
+            "unit": self.unit,
+            "pass": self.passed,
         }
 
 
@@ -60,7 +65,8 @@ class PatternMatch:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "confidence": round(self.confidence, 3),
+            "id": self.id,
+            "confidence": round(self.confidence, 3),
             "evidence": list(self.evidence),
             "onset": _iso(self.onset) if self.onset else None,
             "regions": list(self.regions),

@@ -26,13 +26,25 @@ from drain3.template_miner_config import TemplateMinerConfig
 
 #: The contract's logfmt field names (parameters/signals.yaml ``logs.fields``).
 DEFAULT_FIELDS: Mapping[str, str] = {
-    "time": "ts", "level": "level", "message": "msg", "tenant": "tenant", "region": "region",
+    "time": "ts",
+    "level": "level",
+    "message": "msg",
+    "tenant": "tenant",
+    "region": "region",
     "error": "err",
 }
-COLUMNS = ("ts", "level", "msg", "tenant", "region", "pod", "container", "previous", "err",
-           "line")
-SIGNATURE_COLUMNS = ("signature", "count", "first_seen", "last_seen", "tenants", "top_tenants",
-                     "pods", "regions", "example")
+COLUMNS = ("ts", "level", "msg", "tenant", "region", "pod", "container", "previous", "err", "line")
+SIGNATURE_COLUMNS = (
+    "signature",
+    "count",
+    "first_seen",
+    "last_seen",
+    "tenants",
+    "top_tenants",
+    "pods",
+    "regions",
+    "example",
+)
 #: Tenants listed per signature in ``top_tenants``.
 TOP_TENANTS = 5
 
@@ -122,16 +134,18 @@ def failure_signatures(df: pd.DataFrame, level: str = "ERROR") -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in SIGNATURE_COLUMNS})
     signatures = _signatures(errors["line"].tolist())
     grouped = errors.assign(signature=signatures).groupby("signature", sort=False)
-    out = pd.DataFrame({
-        "count": grouped.size(),
-        "first_seen": grouped["ts"].min(),
-        "last_seen": grouped["ts"].max(),
-        "tenants": grouped["tenant"].nunique(),
-        "top_tenants": grouped["tenant"].agg(_top),
-        "pods": grouped["pod"].nunique(),
-        "regions": grouped["region"].agg(lambda s: sorted(s.dropna().unique())),
-        "example": grouped["line"].first(),
-    })
+    out = pd.DataFrame(
+        {
+            "count": grouped.size(),
+            "first_seen": grouped["ts"].min(),
+            "last_seen": grouped["ts"].max(),
+            "tenants": grouped["tenant"].nunique(),
+            "top_tenants": grouped["tenant"].agg(_top),
+            "pods": grouped["pod"].nunique(),
+            "regions": grouped["region"].agg(lambda s: sorted(s.dropna().unique())),
+            "example": grouped["line"].first(),
+        }
+    )
     out = out.reset_index().sort_values(["count", "signature"], ascending=[False, True])
     return out.reset_index(drop=True)[list(SIGNATURE_COLUMNS)]
 
@@ -167,8 +181,9 @@ def _signatures(lines: list[str]) -> list[str]:
 
 def _prefix(key: tuple[str, ...]) -> str:
     # The enumerations are shown as they are, never masked: code=503 is not code=<NUM>.
-    return " ".join(_pair(name, value) for name, value in zip(_KEYS, key, strict=True)
-                    if value or name == "msg")
+    return " ".join(
+        _pair(name, value) for name, value in zip(_KEYS, key, strict=True) if value or name == "msg"
+    )
 
 
 def _named(template: str, example: str) -> str:

@@ -59,16 +59,29 @@ def concentrated(share: pd.Series) -> list[str]:
     return [str(k) for k, v in share.head(CONCENTRATION_TOP).items() if v >= 0.1]
 
 
-def _match(pattern: str, scores: Mapping[str, float], evidence: list[str],
-           starts: list[datetime | None], regions: list[str]) -> PatternMatch:
+def _match(
+    pattern: str,
+    scores: Mapping[str, float],
+    evidence: list[str],
+    starts: list[datetime | None],
+    regions: list[str],
+) -> PatternMatch:
     known = [s for s in starts if s is not None]
-    return PatternMatch(pattern, min(1.0, sum(scores.values())), tuple(evidence),
-                        min(known) if known else None, tuple(sorted(set(regions))))
+    return PatternMatch(
+        pattern,
+        min(1.0, sum(scores.values())),
+        tuple(evidence),
+        min(known) if known else None,
+        tuple(sorted(set(regions))),
+    )
 
 
 def reconcile_backlog(
-    queue: pd.DataFrame, slo: Sequence[SloRow], reasons: pd.DataFrame,
-    dlq_growth: Mapping[str, int], queue_depth_max: float,
+    queue: pd.DataFrame,
+    slo: Sequence[SloRow],
+    reasons: pd.DataFrame,
+    dlq_growth: Mapping[str, int],
+    queue_depth_max: float,
 ) -> PatternMatch | None:
     """queue_depth rising and high; reconcile failures up (policy_error/throttled); DLQ growing."""
     scores: dict[str, float] = {}
@@ -87,8 +100,10 @@ def reconcile_backlog(
         rising = not earlier.empty and now > float(earlier[VALUE].iloc[-1])
         if rising:
             scores["rising"] = 0.15
-        evidence.append(f"{region}: queue_depth {now:.0f} > {queue_depth_max:g}"
-                        + (" and rising over the last 15 min" if rising else ""))
+        evidence.append(
+            f"{region}: queue_depth {now:.0f} > {queue_depth_max:g}"
+            + (" and rising over the last 15 min" if rising else "")
+        )
         top = shares(_region(reasons, region), "reason")
         if not top.empty and top.index[0] in ("policy_error", "throttled", "timeout"):
             scores["reasons"] = 0.15
@@ -104,8 +119,13 @@ def reconcile_backlog(
 
 
 def webhook_storm(
-    slo: Sequence[SloRow], endpoints: pd.DataFrame, codes: pd.DataFrame,
-    dlq_endpoints: pd.Series, failure_ratio: pd.DataFrame, failure_ratio_max: float,
+    *,
+    slo: Sequence[SloRow],
+    endpoints: pd.DataFrame,
+    codes: pd.DataFrame,
+    dlq_endpoints: pd.Series,
+    failure_ratio: pd.DataFrame,
+    failure_ratio_max: float,
 ) -> tuple[PatternMatch | None, list[str]]:
     """Failures concentrated on one or a few endpoints; DLQ growing with those endpoints."""
     regions = failing_regions(slo, "failure_ratio")
@@ -120,11 +140,15 @@ def webhook_storm(
             continue
         offenders.extend(few)
         scores["concentrated"] = 0.5
-        evidence.append(f"{region}: {share.head(len(few)).sum():.0%} of webhook failures hit "
-                        f"{', '.join(few)}")
+        evidence.append(
+            f"{region}: {share.head(len(few)).sum():.0%} of webhook failures hit {', '.join(few)}"
+        )
         top_codes = shares(_region(codes, region), "code")
-        outage = [c for c in top_codes.index[:3]
-                  if str(c).startswith("5") or c in ("timeout", "connection_refused", "tls")]
+        outage = [
+            c
+            for c in top_codes.index[:3]
+            if str(c).startswith("5") or c in ("timeout", "connection_refused", "tls")
+        ]
         if outage:
             scores["codes"] = 0.2
             evidence.append(f"{region}: failing with {', '.join(map(str, outage))}")
@@ -132,8 +156,10 @@ def webhook_storm(
         return None, []
     if not dlq_endpoints.empty and set(dlq_endpoints.index[:CONCENTRATION_TOP]) & set(offenders):
         scores["dlq"] = 0.15
-        evidence.append(f"webhook DLQ holds mostly {dlq_endpoints.index[0]} "
-                        f"({dlq_endpoints.iloc[0]:.0%} of sampled messages)")
+        evidence.append(
+            f"webhook DLQ holds mostly {dlq_endpoints.index[0]} "
+            f"({dlq_endpoints.iloc[0]:.0%} of sampled messages)"
+        )
     if failing_regions(slo, "latency_p99_ms"):
         scores["latency"] = 0.15
         evidence.append("p99 delivery latency over SLO")
@@ -143,8 +169,13 @@ def webhook_storm(
 
 
 def policy_timeout(
-    slo: Sequence[SloRow], reasons: pd.DataFrame, up_changes: pd.DataFrame,
-    up_min: pd.DataFrame, latency: pd.DataFrame, latency_max: float,
+    *,
+    slo: Sequence[SloRow],
+    reasons: pd.DataFrame,
+    up_changes: pd.DataFrame,
+    up_min: pd.DataFrame,
+    latency: pd.DataFrame,
+    latency_max: float,
 ) -> PatternMatch | None:
     """p99 over threshold; errors timeout/unavailable; cache hit down; policy-service flapping."""
     regions = failing_regions(slo, "latency_p99_ms")
@@ -162,8 +193,10 @@ def policy_timeout(
         down = (_region(up_min, region)[VALUE] < 1).any() if not up_min.empty else False
         if flaps > 0 or down:
             scores["up"] = 0.2
-            evidence.append(f"{region}: policy-service `up` changed {flaps:.0f} times"
-                            + (" and is down now" if down else ""))
+            evidence.append(
+                f"{region}: policy-service `up` changed {flaps:.0f} times"
+                + (" and is down now" if down else "")
+            )
     cache = failing_regions(slo, "cache_hit_ratio")
     if cache:
         scores["cache"] = 0.15
@@ -173,7 +206,10 @@ def policy_timeout(
 
 
 def rate_limit_saturation(
-    slo: Sequence[SloRow], clients: pd.DataFrame, ratio_429: pd.DataFrame, ratio_max: float,
+    slo: Sequence[SloRow],
+    clients: pd.DataFrame,
+    ratio_429: pd.DataFrame,
+    ratio_max: float,
 ) -> tuple[PatternMatch | None, list[str]]:
     """429 share up; gateway_throttled_total dominated by one or a few client_ids."""
     regions = failing_regions(slo, "ratio_429")
@@ -184,8 +220,9 @@ def rate_limit_saturation(
         few = concentrated(share)
         offenders.extend(few)
         if few:
-            evidence.append(f"{region}: {share.head(len(few)).sum():.0%} of 429s go to "
-                            f"{', '.join(few)}")
+            evidence.append(
+                f"{region}: {share.head(len(few)).sum():.0%} of 429s go to {', '.join(few)}"
+            )
     if not regions:
         return None, []
     scores = {"ratio": 0.45, "concentrated": 0.35 if offenders else 0.0}
@@ -199,7 +236,10 @@ def rate_limit_saturation(
 
 
 def migration_hang(
-    stuck_jobs: pd.DataFrame, slo: Sequence[SloRow], lag: pd.DataFrame, lag_max: float,
+    stuck_jobs: pd.DataFrame,
+    slo: Sequence[SloRow],
+    lag: pd.DataFrame,
+    lag_max: float,
     stuck_steps: pd.DataFrame,
 ) -> PatternMatch | None:
     """migrate jobs stuck in one step past the threshold; replication lag high for those tenants."""
@@ -211,14 +251,18 @@ def migration_hang(
     if not stuck_jobs.empty:
         scores["jobs"] = 0.5
         steps = stuck_jobs["step"].value_counts()
-        evidence.append(f"{len(stuck_jobs)} migrate jobs stuck; step {steps.index[0]} holds "
-                        f"{steps.iloc[0]}; oldest update {stuck_jobs['stuck_minutes'].max():.0f} min ago")
+        evidence.append(
+            f"{len(stuck_jobs)} migrate jobs stuck; step {steps.index[0]} holds "
+            f"{steps.iloc[0]}; oldest update {stuck_jobs['stuck_minutes'].max():.0f} min ago"
+        )
         regions.extend(stuck_jobs.get("region", pd.Series(dtype=str)).dropna().tolist())
     if not stuck_steps.empty:
         scores["gauge"] = 0.2
         regions.extend(stuck_steps["region"].tolist())
-        evidence.append("lifecycle_jobs_in_progress flat for migrate step "
-                        f"{stuck_steps['step'].iloc[0]} past the threshold")
+        evidence.append(
+            "lifecycle_jobs_in_progress flat for migrate step "
+            f"{stuck_steps['step'].iloc[0]} past the threshold"
+        )
     lagging = failing_regions(slo, "replication_lag_s")
     if lagging:
         scores["lag"] = 0.3

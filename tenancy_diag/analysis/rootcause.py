@@ -26,8 +26,12 @@ class Candidate:
     explains: tuple[str, ...]  # other present patterns this one causes
 
     def to_json(self) -> dict[str, object]:
-        return {"pattern": self.pattern, "subsystem": self.subsystem,
-                "confidence": round(self.confidence, 3), "explains": list(self.explains)}
+        return {
+            "pattern": self.pattern,
+            "subsystem": self.subsystem,
+            "confidence": round(self.confidence, 3),
+            "explains": list(self.explains),
+        }
 
 
 def rank(matches: Sequence[tuple[str, PatternMatch]], book: Runbook) -> list[Candidate]:
@@ -37,12 +41,16 @@ def rank(matches: Sequence[tuple[str, PatternMatch]], book: Runbook) -> list[Can
     candidates = []
     for subsystem, match in diagnosed:
         explains = tuple(
-            sorted(other for other in present
-                   if other in book.patterns and match.id in book.patterns[other].caused_by)
+            sorted(
+                other
+                for other in present
+                if other in book.patterns and match.id in book.patterns[other].caused_by
+            )
         )
         candidates.append(Candidate(match.id, subsystem, match.confidence, match.onset, explains))
-    caused = {c.pattern for c in candidates
-              if any(c.pattern in other.explains for other in candidates)}
+    caused = {
+        c.pattern for c in candidates if any(c.pattern in other.explains for other in candidates)
+    }
     return sorted(
         candidates,
         key=lambda c: (c.pattern in caused, -len(c.explains), c.onset or _LATE, -c.confidence),

@@ -1,4 +1,4 @@
-"""The runbook's Diagnostic Workflow as library calls: one class per subsystem, one method per step."""
+"""The runbook's Diagnostic Workflow as calls: one class per subsystem, one method per step."""
 
 from tenancy_diag.diagnosing.api import ApiDiagnosis
 from tenancy_diag.diagnosing.context import Context, Endpoints, connect
@@ -16,6 +16,13 @@ DIAGNOSES = {
 }
 
 __all__ = [
-    "DIAGNOSES", "ApiDiagnosis", "Context", "ControllerDiagnosis", "Endpoints",
-    "LifecycleDiagnosis", "PolicyDiagnosis", "WebhookDiagnosis", "connect",
+    "DIAGNOSES",
+    "ApiDiagnosis",
+    "Context",
+    "ControllerDiagnosis",
+    "Endpoints",
+    "LifecycleDiagnosis",
+    "PolicyDiagnosis",
+    "WebhookDiagnosis",
+    "connect",
 ]

@@ -15,8 +15,14 @@ from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, LogEvidence, SloSpec
 SLOS = (
     SloSpec("error_ratio_5xx", "api.error_ratio_5xx", "error_ratio_5xx_max", "<", "ratio"),
     SloSpec("ratio_429", "api.ratio_429", "ratio_429_max", "<", "ratio"),
-    SloSpec("latency_p99_ms", "api.latency_quantile", "latency_p99_ms_max", "<", "ms",
-            (("quantile", "0.99"),)),
+    SloSpec(
+        "latency_p99_ms",
+        "api.latency_quantile",
+        "latency_p99_ms_max",
+        "<",
+        "ms",
+        (("quantile", "0.99"),),
+    ),
 )
 
 
@@ -35,8 +41,9 @@ class ApiDiagnosis(Diagnosis):
         start = self.ctx.incident_start
         return table, [
             plots.timeseries(requests, "region", "Requests per second", incident_start=start),
-            plots.timeseries(codes, "code", "Errors per second by status code",
-                             incident_start=start),
+            plots.timeseries(
+                codes, "code", "Errors per second by status code", incident_start=start
+            ),
         ]
 
     def step2_bursts(self) -> list[Figure]:
@@ -45,10 +52,20 @@ class ApiDiagnosis(Diagnosis):
         ratio_5xx = self.series("api.error_ratio_5xx")
         start, th = self.ctx.incident_start, self.ctx.thresholds
         return [
-            plots.timeseries(self.ratio_429, "region", "429 share of requests",
-                             threshold=th["ratio_429_max"], incident_start=start),
-            plots.timeseries(ratio_5xx, "region", "5xx share of requests",
-                             threshold=th["error_ratio_5xx_max"], incident_start=start),
+            plots.timeseries(
+                self.ratio_429,
+                "region",
+                "429 share of requests",
+                threshold=th["ratio_429_max"],
+                incident_start=start,
+            ),
+            plots.timeseries(
+                ratio_5xx,
+                "region",
+                "5xx share of requests",
+                threshold=th["error_ratio_5xx_max"],
+                incident_start=start,
+            ),
         ]
 
     def step3_rate_limits_and_latency(self) -> tuple[pd.DataFrame, list[Figure]]:
@@ -57,9 +74,14 @@ class ApiDiagnosis(Diagnosis):
         latency = self.series("api.latency_quantile", quantile="0.99")
         self.clients = self.top("api.top_clients", "client_id")
         return burst, [
-            plots.timeseries(latency, "region", "Backend latency p99 (ms)",
-                             threshold=self.ctx.thresholds["latency_p99_ms_max"],
-                             incident_start=self.ctx.incident_start, ylabel="ms"),
+            plots.timeseries(
+                latency,
+                "region",
+                "Backend latency p99 (ms)",
+                threshold=self.ctx.thresholds["latency_p99_ms_max"],
+                incident_start=self.ctx.incident_start,
+                ylabel="ms",
+            ),
             plots.bars(self.clients, "client_id", "Clients the gateway throttled most (429/s)"),
         ]
 
@@ -70,5 +92,6 @@ class ApiDiagnosis(Diagnosis):
 
     def assess(self) -> Findings:
         match, offenders = patterns.rate_limit_saturation(
-            self.slo_rows, self.clients, self.ratio_429, self.ctx.thresholds["ratio_429_max"])
+            self.slo_rows, self.clients, self.ratio_429, self.ctx.thresholds["ratio_429_max"]
+        )
         return self.findings([match] if match else [], client_ids=offenders)

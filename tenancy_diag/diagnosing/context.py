@@ -1,4 +1,4 @@
-"""A diagnostic run's context: its window, scope, thresholds, and sources (live, recorded or replayed).
+"""A diagnostic run's context: window, scope, thresholds, sources (live, recorded or replayed).
 
 Notebooks build one with :func:`connect` from their parameters cell. A source that is not
 configured or does not answer is noted in ``ctx.sources`` and its steps show a sentence instead
@@ -127,8 +127,12 @@ _PROTOCOLS: Mapping[str, Any] = {
     "sqs": QueueSource,
     "admin-api": AdminSource,
 }
-_SNAPSHOT_NAMES = {"prometheus": "prometheus", "kubernetes": "kubernetes", "sqs": "sqs",
-                   "admin-api": "admin-api"}
+_SNAPSHOT_NAMES = {
+    "prometheus": "prometheus",
+    "kubernetes": "kubernetes",
+    "sqs": "sqs",
+    "admin-api": "admin-api",
+}
 
 
 def _replayed_sources(folder: Path) -> dict[str, Any]:

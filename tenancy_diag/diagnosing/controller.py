@@ -13,8 +13,13 @@ from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, DlqEvidence, LogEvidence, SloSpec
 
 SLOS = (
-    SloSpec("reconcile_success_ratio", "controller.reconcile_success_ratio",
-            "reconcile_success_ratio_min", ">=", "ratio"),
+    SloSpec(
+        "reconcile_success_ratio",
+        "controller.reconcile_success_ratio",
+        "reconcile_success_ratio_min",
+        ">=",
+        "ratio",
+    ),
     SloSpec("queue_depth", "controller.queue_depth", "queue_depth_max", "<", "items"),
 )
 
@@ -36,15 +41,24 @@ class ControllerDiagnosis(Diagnosis):
         """reconcile_failures_total (by reason) and queue_depth, threshold and start marked."""
         failures = self.series("controller.failures_by_reason")
         self.queue = self.series("controller.queue_depth")
-        self.reasons_now = self.instant("controller.failures_by_reason",
-                                        window=self.ctx.slo_window)
+        self.reasons_now = self.instant("controller.failures_by_reason", window=self.ctx.slo_window)
         start = self.ctx.incident_start
         return [
-            plots.timeseries(failures, "reason", "Reconcile failures by reason (per second)",
-                             incident_start=start, ylabel="failures/s"),
-            plots.timeseries(self.queue, "region", "Controller work queue depth",
-                             threshold=self.ctx.thresholds["queue_depth_max"],
-                             incident_start=start, ylabel="items"),
+            plots.timeseries(
+                failures,
+                "reason",
+                "Reconcile failures by reason (per second)",
+                incident_start=start,
+                ylabel="failures/s",
+            ),
+            plots.timeseries(
+                self.queue,
+                "region",
+                "Controller work queue depth",
+                threshold=self.ctx.thresholds["queue_depth_max"],
+                incident_start=start,
+                ylabel="items",
+            ),
         ]
 
     def step3_log_signatures(self) -> pd.DataFrame:
@@ -60,13 +74,19 @@ class ControllerDiagnosis(Diagnosis):
     def step5_correlation(self) -> tuple[pd.DataFrame, Figure]:
         """Do failures concentrate on specific tenants or regions?"""
         self.tenants = self.top("controller.top_tenants", "tenant")
-        return self.tenants, plots.bars(self.tenants, "tenant",
-                                        "Tenants with the most reconcile failures (per second)")
+        return self.tenants, plots.bars(
+            self.tenants, "tenant", "Tenants with the most reconcile failures (per second)"
+        )
 
     def assess(self) -> Findings:
         growth = self.dlq_evidence.growth if self.dlq_evidence else {}
-        match = patterns.reconcile_backlog(self.queue, self.slo_rows, self.reasons_now, growth,
-                                           self.ctx.thresholds["queue_depth_max"])
+        match = patterns.reconcile_backlog(
+            self.queue,
+            self.slo_rows,
+            self.reasons_now,
+            growth,
+            self.ctx.thresholds["queue_depth_max"],
+        )
         found = [match] if match else []
         tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
         return self.findings(found, tenants=tenants)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -16,11 +17,27 @@ from tenancy_diag.sources.base import JobsRequest
 
 SLOS = (
     SloSpec("failure_ratio", "lifecycle.failure_ratio", "failure_ratio_max", "<", "ratio"),
-    SloSpec("replication_lag_s", "lifecycle.replication_lag_max",
-            "replication_lag_seconds_max", "<", "s"),
+    SloSpec(
+        "replication_lag_s",
+        "lifecycle.replication_lag_max",
+        "replication_lag_seconds_max",
+        "<",
+        "s",
+    ),
 )
-JOB_COLUMNS = ["tenant", "region", "job_id", "job_type", "status", "step", "started_at",
-               "updated_at", "attempts", "error", "stuck_minutes"]
+JOB_COLUMNS = [
+    "tenant",
+    "region",
+    "job_id",
+    "job_type",
+    "status",
+    "step",
+    "started_at",
+    "updated_at",
+    "attempts",
+    "error",
+    "stuck_minutes",
+]
 
 
 @dataclass
@@ -45,11 +62,17 @@ class LifecycleDiagnosis(Diagnosis):
         if not failures.empty:
             failures = failures.assign(step=failures["job_type"] + "/" + failures["step"])
         return table, [
-            plots.timeseries(failures, "step", "Job step failures per second",
-                             incident_start=start),
-            plots.timeseries(self.lag, "region", "Max replication lag (s)",
-                             threshold=self.ctx.thresholds["replication_lag_seconds_max"],
-                             incident_start=start, ylabel="s"),
+            plots.timeseries(
+                failures, "step", "Job step failures per second", incident_start=start
+            ),
+            plots.timeseries(
+                self.lag,
+                "region",
+                "Max replication lag (s)",
+                threshold=self.ctx.thresholds["replication_lag_seconds_max"],
+                incident_start=start,
+                ylabel="s",
+            ),
         ]
 
     def step2_stuck_steps(self) -> tuple[pd.DataFrame, pd.DataFrame, Figure]:
@@ -60,28 +83,41 @@ class LifecycleDiagnosis(Diagnosis):
         if not progress.empty:
             progress = progress.assign(step=progress["job_type"] + "/" + progress["step"])
         self.log = self.logs("lifecycle")
-        return self.flat_steps, self.log.signatures, plots.timeseries(
-            progress, "step", "Jobs in progress per step", incident_start=self.ctx.incident_start)
+        return (
+            self.flat_steps,
+            self.log.signatures,
+            plots.timeseries(
+                progress,
+                "step",
+                "Jobs in progress per step",
+                incident_start=self.ctx.incident_start,
+            ),
+        )
 
     def step3_jobs(self) -> pd.DataFrame:
         """`GET /tenants/{tenantId}/jobs` for the tenants that lag or fail (and the one asked)."""
         lagging = self.top("lifecycle.top_lagging_tenants", "tenant")
         failing = self.top("lifecycle.top_failing_tenants", "tenant")
         self.candidates = pd.concat([lagging, failing], ignore_index=True)
-        tenants = list(dict.fromkeys(
-            ([self.ctx.scope.tenant] if self.ctx.scope.tenant else [])
-            + self.candidates.get("tenant", pd.Series(dtype=str)).tolist()))
-        region_of = dict(zip(self.candidates.get("tenant", []), self.candidates.get("region", []),
-                             strict=False))
+        tenants = list(
+            dict.fromkeys(
+                ([self.ctx.scope.tenant] if self.ctx.scope.tenant else [])
+                + self.candidates.get("tenant", pd.Series(dtype=str)).tolist()
+            )
+        )
+        region_of = dict(
+            zip(self.candidates.get("tenant", []), self.candidates.get("region", []), strict=False)
+        )
         source = self.ctx.admin_source
         if source is None:
             self.notes.append("Admin API: no --tenancy-api-url given, so jobs are not listed.")
             return self.jobs
         rows: list[dict[str, Any]] = []
         for tenant in tenants:
-            jobs = self.ctx.attempt("admin-api", lambda t=tenant: source.jobs(JobsRequest(t)))
-            rows.extend({"tenant": tenant, "region": region_of.get(tenant), **job}
-                        for job in jobs or [])
+            jobs = self.ctx.attempt("admin-api", partial(source.jobs, JobsRequest(tenant)))
+            rows.extend(
+                {"tenant": tenant, "region": region_of.get(tenant), **job} for job in jobs or []
+            )
         self.jobs = self._with_age(pd.DataFrame(rows, columns=JOB_COLUMNS))
         return self.jobs
 
@@ -99,8 +135,9 @@ class LifecycleDiagnosis(Diagnosis):
         if jobs.empty:
             return jobs
         updated = pd.to_datetime(jobs["updated_at"], utc=True, errors="coerce")
-        jobs["stuck_minutes"] = ((pd.Timestamp(self.ctx.end) - updated)
-                                 .dt.total_seconds() / 60).round(1)
+        jobs["stuck_minutes"] = (
+            (pd.Timestamp(self.ctx.end) - updated).dt.total_seconds() / 60
+        ).round(1)
         return jobs
 
     def assess(self) -> Findings:
@@ -109,14 +146,30 @@ class LifecycleDiagnosis(Diagnosis):
         if self.ctx.admin_source is not None and self.ctx.sources.get("admin-api") == "ok":
             worst = float(stuck["stuck_minutes"].max()) if not stuck.empty else 0.0
             for region in self.regions():
-                self.slo_rows.append(SloRow("stuck_step_minutes", region,
-                                            worst if region in set(stuck["region"]) else 0.0,
-                                            self.stuck_minutes, "<=", "min"))
-        match = patterns.migration_hang(stuck_migrations, self.slo_rows, self.lag,
-                                        self.ctx.thresholds["replication_lag_seconds_max"],
-                                        self.flat_steps)
-        tenants = list(dict.fromkeys(stuck["tenant"].tolist()
-                                     + self.candidates.get("tenant", pd.Series(dtype=str)).tolist()))
-        jobs = stuck[["tenant", "job_id", "job_type", "step", "status", "updated_at",
-                      "stuck_minutes"]].to_dict("records")
+                self.slo_rows.append(
+                    SloRow(
+                        "stuck_step_minutes",
+                        region,
+                        worst if region in set(stuck["region"]) else 0.0,
+                        self.stuck_minutes,
+                        "<=",
+                        "min",
+                    )
+                )
+        match = patterns.migration_hang(
+            stuck_migrations,
+            self.slo_rows,
+            self.lag,
+            self.ctx.thresholds["replication_lag_seconds_max"],
+            self.flat_steps,
+        )
+        tenants = list(
+            dict.fromkeys(
+                stuck["tenant"].tolist()
+                + self.candidates.get("tenant", pd.Series(dtype=str)).tolist()
+            )
+        )
+        jobs = stuck[
+            ["tenant", "job_id", "job_type", "step", "status", "updated_at", "stuck_minutes"]
+        ].to_dict("records")
         return self.findings([match] if match else [], tenants=tenants, jobs=jobs)

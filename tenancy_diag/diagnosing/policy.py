@@ -13,8 +13,14 @@ from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, LogEvidence, SloSpec
 
 SLOS = (
-    SloSpec("latency_p99_ms", "policy.latency_quantile", "latency_p99_ms_max", "<", "ms",
-            (("quantile", "0.99"),)),
+    SloSpec(
+        "latency_p99_ms",
+        "policy.latency_quantile",
+        "latency_p99_ms_max",
+        "<",
+        "ms",
+        (("quantile", "0.99"),),
+    ),
     SloSpec("error_ratio", "policy.error_ratio", "error_ratio_max", "<", "ratio"),
     SloSpec("cache_hit_ratio", "policy.cache_hit_ratio", "cache_hit_ratio_min", ">=", "ratio"),
 )
@@ -38,11 +44,21 @@ class PolicyDiagnosis(Diagnosis):
         self.reasons = self.instant("policy.errors_by_reason", window=self.ctx.slo_window)
         start, th = self.ctx.incident_start, self.ctx.thresholds
         return table, [
-            plots.timeseries(self.latency, "region", "Policy evaluation latency p99 (ms)",
-                             threshold=th["latency_p99_ms_max"], incident_start=start,
-                             ylabel="ms"),
-            plots.timeseries(errors, "reason", "Policy evaluation errors by reason (per second)",
-                             incident_start=start, ylabel="errors/s"),
+            plots.timeseries(
+                self.latency,
+                "region",
+                "Policy evaluation latency p99 (ms)",
+                threshold=th["latency_p99_ms_max"],
+                incident_start=start,
+                ylabel="ms",
+            ),
+            plots.timeseries(
+                errors,
+                "reason",
+                "Policy evaluation errors by reason (per second)",
+                incident_start=start,
+                ylabel="errors/s",
+            ),
         ]
 
     def step2_connectivity_and_cache(self) -> list[Figure]:
@@ -53,11 +69,16 @@ class PolicyDiagnosis(Diagnosis):
         self.up_min = self.instant("policy.service_up")
         start = self.ctx.incident_start
         return [
-            plots.timeseries(up, "region", "policy-service up (1 = reachable)",
-                             incident_start=start),
-            plots.timeseries(cache, "region", "Policy cache hit ratio",
-                             threshold=self.ctx.thresholds["cache_hit_ratio_min"],
-                             incident_start=start),
+            plots.timeseries(
+                up, "region", "policy-service up (1 = reachable)", incident_start=start
+            ),
+            plots.timeseries(
+                cache,
+                "region",
+                "Policy cache hit ratio",
+                threshold=self.ctx.thresholds["cache_hit_ratio_min"],
+                incident_start=start,
+            ),
         ]
 
     def step3_failing_tenant(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -71,14 +92,21 @@ class PolicyDiagnosis(Diagnosis):
         versions = self.instant("policy.policy_versions")
         if versions.empty:
             return versions
-        table = versions.pivot_table(index=["policy_id", "kind"], columns="region",
-                                     values="version", aggfunc="first")
+        table = versions.pivot_table(
+            index=["policy_id", "kind"], columns="region", values="version", aggfunc="first"
+        )
         # Every region must run the same version of a policy; a mismatch is a finding on its own.
         table["consistent"] = table.nunique(axis=1) == 1
         return table.reset_index()
 
     def assess(self) -> Findings:
-        match = patterns.policy_timeout(self.slo_rows, self.reasons, self.up_changes, self.up_min,
-                                        self.latency, self.ctx.thresholds["latency_p99_ms_max"])
+        match = patterns.policy_timeout(
+            slo=self.slo_rows,
+            reasons=self.reasons,
+            up_changes=self.up_changes,
+            up_min=self.up_min,
+            latency=self.latency,
+            latency_max=self.ctx.thresholds["latency_p99_ms_max"],
+        )
         tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
         return self.findings([match] if match else [], tenants=tenants)

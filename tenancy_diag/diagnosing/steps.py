@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -68,8 +69,10 @@ class Diagnosis:
             return list(self.ctx.scope.regions)
         if self.ctx.fleet_regions:
             return list(self.ctx.fleet_regions)
-        found = self.instant_raw(f"count by ({self.ctx.signals.label('region')}) "
-                                 f"({self.ctx.signals.selector('reconcile_total')})")
+        found = self.instant_raw(
+            f"count by ({self.ctx.signals.label('region')}) "
+            f"({self.ctx.signals.selector('reconcile_total')})"
+        )
         regions = sorted(found["region"].dropna().unique()) if "region" in found else []
         self.ctx.fleet_regions = tuple(regions)
         return list(regions)
@@ -85,8 +88,9 @@ class Diagnosis:
         source = self.ctx.metric_source
         if source is None:
             return EMPTY
-        result = self.ctx.attempt("prometheus",
-                                  lambda: source.instant_query(InstantQuery(promql, self.ctx.end)))
+        result = self.ctx.attempt(
+            "prometheus", lambda: source.instant_query(InstantQuery(promql, self.ctx.end))
+        )
         return vector_frame(result) if result is not None else EMPTY
 
     def instant(self, key: str, **params: Any) -> pd.DataFrame:
@@ -98,8 +102,12 @@ class Diagnosis:
         if source is None:
             return EMPTY
         params.setdefault("window", self.ctx.rate_window)
-        params = {k: v for k, v in params.items()
-                  if f"${k}" in self.ctx.signals.doc.queries[key.split(".")[0]][key.split(".")[1]]}
+        params = {
+            k: v
+            for k, v in params.items()
+            if f"${k}"
+            in self.ctx.signals.doc.queries[key.split(".", maxsplit=1)[0]][key.split(".")[1]]
+        }
         promql = self.ctx.signals.render(key, self.ctx.scope, **params)
         step = choose_step(self.ctx.start, self.ctx.end)
         request = RangeQuery(promql, self.ctx.start, self.ctx.end, step)
@@ -120,11 +128,21 @@ class Diagnosis:
         for spec in specs:
             params: dict[str, Any] = {"window": self.ctx.slo_window, **dict(spec.params)}
             df = self.instant(spec.query, **params)
-            values = {str(r): float(v) for r, v in zip(df.get("region", []), df.get(VALUE, []),
-                                                         strict=False)}
+            values = {
+                str(r): float(v)
+                for r, v in zip(df.get("region", []), df.get(VALUE, []), strict=False)
+            }
             for region in self.regions():
-                rows.append(SloRow(spec.name, region, values.get(region),
-                                   float(self.ctx.thresholds[spec.threshold]), spec.op, spec.unit))
+                rows.append(
+                    SloRow(
+                        spec.name,
+                        region,
+                        values.get(region),
+                        float(self.ctx.thresholds[spec.threshold]),
+                        spec.op,
+                        spec.unit,
+                    )
+                )
         self.slo_rows = rows
         return slo_frame(rows)
 
@@ -136,10 +154,21 @@ class Diagnosis:
             self.notes.append("Pod logs: no kubeconfig given, so no log evidence.")
             return empty
         cfg = self.ctx.signals.doc.logs
-        batch = self.ctx.attempt("kubernetes", lambda: collect_logs(
-            source, cfg.namespace, cfg.apps[app_key], self.regions(),
-            since=since or self.ctx.start, until=self.ctx.end, tail_lines=5000,
-            max_concurrency=8, region_label=cfg.region_label, app_label=cfg.app_label))
+        batch = self.ctx.attempt(
+            "kubernetes",
+            lambda: collect_logs(
+                source,
+                cfg.namespace,
+                cfg.apps[app_key],
+                self.regions(),
+                since=since or self.ctx.start,
+                until=self.ctx.end,
+                tail_lines=5000,
+                max_concurrency=8,
+                region_label=cfg.region_label,
+                app_label=cfg.app_label,
+            ),
+        )
         if batch is None:
             self.notes.append(f"Pod logs unavailable: {self.ctx.sources['kubernetes']}")
             return empty
@@ -157,20 +186,25 @@ class Diagnosis:
         names = self.ctx.signals.doc.dlq.queues[kind]
         depth_rows, messages = [], []
         for region in self.regions():
-            queue = names.dlq.format(region=region)
-            depth = self.ctx.attempt("sqs", lambda q=queue, r=region: source.depth(QueueRef(r, q)))
+            ref = QueueRef(region, names.dlq.format(region=region))
+            depth = self.ctx.attempt("sqs", partial(source.depth, ref))
             if depth is None:
                 continue
-            sources_ = self.ctx.attempt("sqs", lambda q=queue, r=region: source.source_queues(
-                QueueRef(r, q))) or []
-            depth_rows.append({"region": region, "queue": queue, **_depth_fields(depth),
-                               "source_queues": ", ".join(sources_)})
-            peeked = self.ctx.attempt("sqs", lambda q=queue, r=region: source.peek(
-                PeekRequest(r, q, sample_size)))
-            messages.extend(peeked or [])
+            feeding = self.ctx.attempt("sqs", partial(source.source_queues, ref)) or []
+            depth_rows.append(
+                {
+                    "region": region,
+                    "queue": ref.queue_name,
+                    **_depth_fields(depth),
+                    "source_queues": ", ".join(feeding),
+                }
+            )
+            peek = PeekRequest(region, ref.queue_name, sample_size)
+            messages.extend(self.ctx.attempt("sqs", partial(source.peek, peek)) or [])
         sample = dlq_analysis.frame(messages)
-        return DlqEvidence(pd.DataFrame(depth_rows), sample, self._growth(sample),
-                           _endpoint_shares(sample))
+        return DlqEvidence(
+            pd.DataFrame(depth_rows), sample, self._growth(sample), _endpoint_shares(sample)
+        )
 
     def _growth(self, sample: pd.DataFrame) -> dict[str, int]:
         if sample.empty or "first_failed_at" not in sample:
@@ -180,30 +214,43 @@ class Diagnosis:
         return {str(k): int(v) for k, v in recent.groupby("region").size().items()}
 
     # -- findings --------------------------------------------------------------------------
-    def findings(self, patterns: Sequence[PatternMatch], *, tenants: Sequence[str] = (),
-                 **extra: Any) -> Findings:
+    def findings(
+        self, patterns: Sequence[PatternMatch], *, tenants: Sequence[str] = (), **extra: Any
+    ) -> Findings:
         unavailable = self.ctx.unavailable()
         status = status_of(self.slo_rows, patterns, unavailable)
-        regions = sorted({r for p in patterns for r in p.regions}
-                         | {row.region for row in self.slo_rows if row.passed is False})
+        regions = sorted(
+            {r for p in patterns for r in p.regions}
+            | {row.region for row in self.slo_rows if row.passed is False}
+        )
         severity = severity_of(self.subsystem, status, regions, self.regions())
         book = self.ctx.runbook
         return Findings(
-            subsystem=self.subsystem, incident=self.ctx.incident_id, status=status,
-            severity=severity, summary=summarize(self.subsystem, status, patterns, regions, book),
-            patterns=list(patterns), regions=regions,
+            subsystem=self.subsystem,
+            incident=self.ctx.incident_id,
+            status=status,
+            severity=severity,
+            summary=summarize(self.subsystem, status, patterns, regions, book),
+            patterns=list(patterns),
+            regions=regions,
             # Background noise names tenants too; only an unhealthy subsystem has affected ones.
             tenants=list(dict.fromkeys(tenants)) if status in ("failing", "degraded") else [],
-            slo=self.slo_rows, actions=actions_for(patterns, book),
-            escalation=escalation_for(severity, book), sources=dict(self.ctx.sources),
-            window={"start": iso(self.ctx.start), "end": iso(self.ctx.end),
-                    "slo_window": self.ctx.slo_window},
+            slo=self.slo_rows,
+            actions=actions_for(patterns, book),
+            escalation=escalation_for(severity, book),
+            sources=dict(self.ctx.sources),
+            window={
+                "start": iso(self.ctx.start),
+                "end": iso(self.ctx.end),
+                "slo_window": self.ctx.slo_window,
+            },
             **extra,
         )
 
 
-def summarize(subsystem: str, status: str, patterns: Sequence[PatternMatch],
-              regions: Sequence[str], book: Any) -> str:
+def summarize(
+    subsystem: str, status: str, patterns: Sequence[PatternMatch], regions: Sequence[str], book: Any
+) -> str:
     where = f" in {', '.join(regions)}" if regions else ""
     if patterns:
         names = ", ".join(book.patterns[p.id].title for p in patterns)

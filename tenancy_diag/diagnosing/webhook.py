@@ -13,8 +13,14 @@ from tenancy_diag.analysis.findings import Findings, SloRow
 from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, DlqEvidence, LogEvidence, SloSpec
 
 SLOS = (
-    SloSpec("latency_p99_ms", "webhook.latency_quantile", "latency_p99_ms_max", "<", "ms",
-            (("quantile", "0.99"),)),
+    SloSpec(
+        "latency_p99_ms",
+        "webhook.latency_quantile",
+        "latency_p99_ms_max",
+        "<",
+        "ms",
+        (("quantile", "0.99"),),
+    ),
     SloSpec("failure_ratio", "webhook.failure_ratio", "failure_ratio_max", "<", "ratio"),
 )
 
@@ -39,11 +45,21 @@ class WebhookDiagnosis(Diagnosis):
         latency = self.series("webhook.latency_quantile", quantile="0.99")
         start, th = self.ctx.incident_start, self.ctx.thresholds
         return [
-            plots.timeseries(self.ratio, "region", "Webhook failure ratio",
-                             threshold=th["failure_ratio_max"], incident_start=start),
-            plots.timeseries(latency, "region", "Webhook delivery latency p99 (ms)",
-                             threshold=th["latency_p99_ms_max"], incident_start=start,
-                             ylabel="ms"),
+            plots.timeseries(
+                self.ratio,
+                "region",
+                "Webhook failure ratio",
+                threshold=th["failure_ratio_max"],
+                incident_start=start,
+            ),
+            plots.timeseries(
+                latency,
+                "region",
+                "Webhook delivery latency p99 (ms)",
+                threshold=th["latency_p99_ms_max"],
+                incident_start=start,
+                ylabel="ms",
+            ),
         ]
 
     def step3_endpoints(self) -> tuple[pd.DataFrame, Figure]:
@@ -51,8 +67,9 @@ class WebhookDiagnosis(Diagnosis):
         self.endpoints = self.top("webhook.top_endpoints", "endpoint")
         self.codes = self.instant("webhook.failures_by_code", window=self.incident_window())
         self.tenants = self.top("webhook.top_tenants", "tenant")
-        return self.endpoints, plots.bars(self.endpoints, "endpoint",
-                                          "Endpoints with the most failed deliveries (per second)")
+        return self.endpoints, plots.bars(
+            self.endpoints, "endpoint", "Endpoints with the most failed deliveries (per second)"
+        )
 
     def step4_dlq(self) -> DlqEvidence:
         """Recent DLQ inserts (the `aws sqs receive-message` step, without consuming)."""
@@ -69,8 +86,13 @@ class WebhookDiagnosis(Diagnosis):
         growth = self.dlq_evidence.growth if self.dlq_evidence else {}
         self._dlq_slo(growth)
         match, offenders = patterns.webhook_storm(
-            self.slo_rows, self.endpoints, self.codes, dlq_endpoints, self.ratio,
-            self.ctx.thresholds["failure_ratio_max"])
+            slo=self.slo_rows,
+            endpoints=self.endpoints,
+            codes=self.codes,
+            dlq_endpoints=dlq_endpoints,
+            failure_ratio=self.ratio,
+            failure_ratio_max=self.ctx.thresholds["failure_ratio_max"],
+        )
         tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
         return self.findings([match] if match else [], tenants=tenants, endpoints=offenders)
 
@@ -79,5 +101,6 @@ class WebhookDiagnosis(Diagnosis):
             return
         limit = float(self.ctx.thresholds.get("dlq_growth_max", 0))
         for region in self.regions():
-            self.slo_rows.append(SloRow("dlq_growth", region, float(growth.get(region, 0)),
-                                        limit, "<=", "messages"))
+            self.slo_rows.append(
+                SloRow("dlq_growth", region, float(growth.get(region, 0)), limit, "<=", "messages")
+            )

@@ -37,29 +37,54 @@ _SOURCE_FLAGS = {
 _ENV_END = "TENANCY_DIAG_END"
 
 
-def add_commands(
-    subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog
-) -> None:
+def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog) -> None:
     """Add ``run`` and ``rerun`` to the CLI's subparsers; ``catalog`` makes the notebook list."""
     run = subparsers.add_parser("run", help="run diagnostic notebooks into an evidence bundle")
-    run.add_argument("notebooks", nargs="+", metavar="SUBSYSTEM",
-                     help="notebooks or subsystems (controller, webhook, policy, api, "
-                          "lifecycle), or all")
+    run.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="SUBSYSTEM",
+        help="notebooks or subsystems (controller, webhook, policy, api, lifecycle), or all",
+    )
     run.add_argument("--incident", required=True, help="incident id; names the bundle folder")
     for flag, env in _SOURCE_FLAGS.items():
-        run.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None,
-                         help=f"default: ${env}")
-    run.add_argument("--region", dest="regions", action="append", default=None,
-                     help="a region to look at (repeatable); default: all")
+        run.add_argument(
+            f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"default: ${env}"
+        )
+    run.add_argument(
+        "--region",
+        dest="regions",
+        action="append",
+        default=None,
+        help="a region to look at (repeatable); default: all",
+    )
     run.add_argument("--tenant", default=None, help="one tenant to focus on")
-    run.add_argument("--end", default=None, help=f"end of the window (ISO-8601, Unix s, now); "
-                                                 f"default: ${_ENV_END} or now")
+    run.add_argument(
+        "--end",
+        default=None,
+        help=f"end of the window (ISO-8601, Unix s, now); default: ${_ENV_END} or now",
+    )
     run.add_argument("--lookback", default=None, help="window length, e.g. 3h")
     _common(run)
-    run.add_argument("-p", "--param", dest="params", action="append", default=[],
-                     metavar="NAME=VALUE", help="a notebook parameter (repeatable; YAML value)")
-    run.add_argument("-f", "--params-file", dest="params_files", action="append", default=[],
-                     type=Path, metavar="PARAMS.yaml", help="parameters file (repeatable)")
+    run.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a notebook parameter (repeatable; YAML value)",
+    )
+    run.add_argument(
+        "-f",
+        "--params-file",
+        dest="params_files",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PARAMS.yaml",
+        help="parameters file (repeatable)",
+    )
     run.set_defaults(func=lambda args: _cmd_run(args, catalog))
 
     again = subparsers.add_parser("rerun", help="re-execute a bundle offline from its snapshots")
@@ -70,10 +95,18 @@ def add_commands(
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="default: outputs/")
-    parser.add_argument("--timeout", type=_positive_int, default=None,
-                        help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT_S})")
-    parser.add_argument("--workers", type=_positive_int, default=None,
-                        help="notebooks at once (default: one per core)")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        default=None,
+        help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT_S})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="notebooks at once (default: one per core)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -112,12 +145,17 @@ def named_parameters(
 def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
     command = redact_command(sys.argv)
     try:
-        given = merge(read_files(args.params_files), named_parameters(args),
-                      parse_assignments(args.params))
+        given = merge(
+            read_files(args.params_files), named_parameters(args), parse_assignments(args.params)
+        )
         plan = plan_run(
-            catalog().resolve(args.notebooks), incident=args.incident, out=args.out,
-            given=given, command=command,
-            cell_timeout_s=args.timeout or DEFAULT_CELL_TIMEOUT_S, workers=args.workers,
+            catalog().resolve(args.notebooks),
+            incident=args.incident,
+            out=args.out,
+            given=given,
+            command=command,
+            cell_timeout_s=args.timeout or DEFAULT_CELL_TIMEOUT_S,
+            workers=args.workers,
         )
         for warning in plan.warnings:
             print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
@@ -131,9 +169,14 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
 def _cmd_rerun(args: argparse.Namespace) -> int:
     command = redact_command(sys.argv)
     try:
-        outcome = rerun(args.bundle, args.out, command=command,
-                        progress=for_stream(sys.stderr), workers=args.workers,
-                        cell_timeout_s=args.timeout)
+        outcome = rerun(
+            args.bundle,
+            args.out,
+            command=command,
+            progress=for_stream(sys.stderr),
+            workers=args.workers,
+            cell_timeout_s=args.timeout,
+        )
     except TenancyDiagError as e:
         _audit_refusal(args.out, "rerun", command, None, e)
         raise
@@ -146,8 +189,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return _finish(args.out, "rerun", command, outcome.run, extra_failure=differing)
 
 
-def _finish(out: Path, action: str, command: list[str], result: RunResult,
-            extra_failure: str | None) -> int:
+def _finish(
+    out: Path, action: str, command: list[str], result: RunResult, extra_failure: str | None
+) -> int:
     problems = []
     if result.failed:
         details = "; ".join(f"{o.name} ({o.error})" for o in result.outcomes if not o.ran)
@@ -155,22 +199,38 @@ def _finish(out: Path, action: str, command: list[str], result: RunResult,
     if extra_failure:
         problems.append(extra_failure)
     code = EXIT_FAILED if problems else EXIT_OK
-    append_audit(out, AuditRecord(
-        actor=settings.actor(), action=action, command=command,
-        incident=result.bundle.incident, run_id=result.bundle.run_id,
-        result="; ".join(problems) if problems else "ok", exit_code=code,
-    ))
+    append_audit(
+        out,
+        AuditRecord(
+            actor=settings.actor(),
+            action=action,
+            command=command,
+            incident=result.bundle.incident,
+            run_id=result.bundle.run_id,
+            result="; ".join(problems) if problems else "ok",
+            exit_code=code,
+        ),
+    )
     for problem in problems:
         print(f"tenancy-diag: error: {problem}", file=sys.stderr)
     print(result.index)
     return code
 
 
-def _audit_refusal(out: Path, action: str, command: list[str], incident: str | None,
-                   error: TenancyDiagError) -> None:
+def _audit_refusal(
+    out: Path, action: str, command: list[str], incident: str | None, error: TenancyDiagError
+) -> None:
     # If even the audit log cannot be written, the refusal is still what the user must fix.
     with contextlib.suppress(TenancyDiagError):
-        append_audit(out, AuditRecord(
-            actor=settings.actor(), action=action, command=command, incident=incident,
-            run_id=None, result=f"refused: {error}", exit_code=EXIT_BAD_INPUT,
-        ))
+        append_audit(
+            out,
+            AuditRecord(
+                actor=settings.actor(),
+                action=action,
+                command=command,
+                incident=incident,
+                run_id=None,
+                result=f"refused: {error}",
+                exit_code=EXIT_BAD_INPUT,
+            ),
+        )

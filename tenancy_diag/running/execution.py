@@ -88,8 +88,15 @@ def execute(job: NotebookJob, progress: Progress | None = None) -> NotebookOutco
     html_bytes = _render(job)
     seconds = time.monotonic() - clock
     outcome = NotebookOutcome(
-        job.name, job.subsystem, error is None, str(findings["status"]), error, started, seconds,
-        findings, html_bytes,
+        job.name,
+        job.subsystem,
+        error is None,
+        str(findings["status"]),
+        error,
+        started,
+        seconds,
+        findings,
+        html_bytes,
     )
     progress.finished(job.name, outcome.status if outcome.ran else "error", seconds)
     return outcome

@@ -44,8 +44,11 @@ def render_notebook(notebook: Path, html: Path) -> int:
 def render_failure(notebook: str, html: Path, message: str) -> None:
     """A page standing in for a notebook that could not be rendered, saying why."""
     html.write_text(
-        _page(f"{notebook}: not rendered", f"<h1>{escape(notebook)}</h1><p>The executed "
-              f"notebook could not be rendered as HTML: {escape(message)}</p>"),
+        _page(
+            f"{notebook}: not rendered",
+            f"<h1>{escape(notebook)}</h1><p>The executed "
+            f"notebook could not be rendered as HTML: {escape(message)}</p>",
+        ),
         encoding="utf-8",
     )
 
@@ -108,14 +111,17 @@ def _root_cause(summary: Mapping[str, Any]) -> str:
 
 
 def _table(rows: Iterable[Mapping[str, Any]]) -> str:
-    lines = ["<h2>Subsystems</h2><table><tr><th>Subsystem</th><th>Status</th><th>Severity</th>"
-             "<th>Patterns</th><th>Summary</th><th>Evidence</th></tr>"]
+    lines = [
+        "<h2>Subsystems</h2><table><tr><th>Subsystem</th><th>Status</th><th>Severity</th>"
+        "<th>Patterns</th><th>Summary</th><th>Evidence</th></tr>"
+    ]
     for row in rows:
         patterns = ", ".join(f"{p['id']} ({p['confidence']})" for p in row["patterns"]) or "none"
         files = row["files"]
         links = " · ".join(
             f'<a href="{_e(files[kind])}">{kind}</a>'
-            for kind in ("html", "notebook", "findings") if kind in files
+            for kind in ("html", "notebook", "findings")
+            if kind in files
         )
         status = str(row["status"])
         lines.append(

@@ -67,18 +67,20 @@ def rerun(
             for name in manifest.get("notebooks", {})
         )
         plan = RunPlan(
-            incident=check_name(manifest["incident"], "incident id"), out=out,
-            notebooks=notebooks, window=manifest.get("window") or {}, command=tuple(command),
+            incident=check_name(manifest["incident"], "incident id"),
+            out=out,
+            notebooks=notebooks,
+            window=manifest.get("window") or {},
+            command=tuple(command),
             cell_timeout_s=(
                 cell_timeout_s or manifest.get("cell_timeout_s") or DEFAULT_CELL_TIMEOUT_S
             ),
-            workers=workers, action="rerun",
+            workers=workers,
+            action="rerun",
             rerun_of=f"{manifest['incident']}/{manifest['run_id']}",
         )
         result = execute_run(plan, progress)
-    differences = {
-        outcome.name: _differences(bundle.root, outcome) for outcome in result.outcomes
-    }
+    differences = {outcome.name: _differences(bundle.root, outcome) for outcome in result.outcomes}
     return RerunResult(result, {k: v for k, v in differences.items() if v})
 
 
@@ -89,11 +91,16 @@ def _planned(root: Path, name: str, manifest: Mapping[str, Any], scratch: Path) 
     write_notebook(strip_outputs(read_notebook(executed)), clean)
     entry = NotebookEntry(name, executed, manifest["notebooks"][name]["subsystem"])
     parameters = {
-        k: v for k, v in manifest.get("parameters", {}).get(name, {}).items()
+        k: v
+        for k, v in manifest.get("parameters", {}).get(name, {}).items()
         if k not in _BUNDLE_PATHS
     }
     planned = PlannedNotebook(
-        entry, parameters, frozenset(declared_parameters(clean)), clean, root / "snapshots" / name,
+        entry,
+        parameters,
+        frozenset(declared_parameters(clean)),
+        clean,
+        root / "snapshots" / name,
     )
     require_declared(planned, "replay_dir", "a rerun needs to answer source calls offline")
     return planned

@@ -38,8 +38,16 @@ from tenancy_diag.times import iso, parse_duration, parse_time
 
 #: Packages whose versions can change a diagnosis; recorded in every manifest.
 KEY_PACKAGES = (
-    "tenancy-diag", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel", "pandas",
-    "kubernetes", "boto3", "prometheus-api-client",
+    "tenancy-diag",
+    "papermill",
+    "nbclient",
+    "nbconvert",
+    "nbformat",
+    "ipykernel",
+    "pandas",
+    "kubernetes",
+    "boto3",
+    "prometheus-api-client",
 )
 DEFAULT_CELL_TIMEOUT_S = 600
 
@@ -107,8 +115,14 @@ def plan_run(
         for e in entries
     )
     return RunPlan(
-        incident, out, notebooks, _window(end, given.get("lookback"), declared), tuple(command),
-        cell_timeout_s, workers, warnings=resolved.warnings,
+        incident,
+        out,
+        notebooks,
+        _window(end, given.get("lookback"), declared),
+        tuple(command),
+        cell_timeout_s,
+        workers,
+        warnings=resolved.warnings,
     )
 
 
@@ -154,8 +168,13 @@ def execute_run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     finished = datetime.now(UTC)
     reports = [_report(bundle, outcome) for outcome in outcomes]
     summary = build_summary(
-        incident=plan.incident, run_id=bundle.run_id, window=plan.window, started_at=started,
-        finished_at=finished, reports=reports, book=runbook.default(),
+        incident=plan.incident,
+        run_id=bundle.run_id,
+        window=plan.window,
+        started_at=started,
+        finished_at=finished,
+        reports=reports,
+        book=runbook.default(),
     )
     write_json(bundle.root / SUMMARY, summary)
     (bundle.root / INDEX).write_text(render_index(summary), encoding="utf-8")
@@ -177,10 +196,18 @@ def _job(bundle: Bundle, plan: RunPlan, planned: PlannedNotebook) -> NotebookJob
         parameters["replay_dir"] = str(snapshots) if planned.replay_from else ""
     window = {k: v for k, v in plan.window.items() if v is not None}
     return NotebookJob(
-        name=name, subsystem=planned.entry.subsystem, incident=plan.incident,
-        source=planned.execute_from, parameters=parameters, cwd=bundle.root,
-        output=bundle.notebook(name), findings=bundle.findings(name), html=bundle.html(name),
-        kernel_log=bundle.kernel_log(name), cell_timeout_s=plan.cell_timeout_s, window=window,
+        name=name,
+        subsystem=planned.entry.subsystem,
+        incident=plan.incident,
+        source=planned.execute_from,
+        parameters=parameters,
+        cwd=bundle.root,
+        output=bundle.notebook(name),
+        findings=bundle.findings(name),
+        html=bundle.html(name),
+        kernel_log=bundle.kernel_log(name),
+        cell_timeout_s=plan.cell_timeout_s,
+        window=window,
     )
 
 
@@ -202,31 +229,52 @@ def _report(bundle: Bundle, outcome: NotebookOutcome) -> NotebookReport:
         "snapshots": bundle.relative(bundle.snapshots(name)),
     }
     return NotebookReport(
-        name, outcome.subsystem, outcome.findings, outcome.ran, outcome.seconds, files,
+        name,
+        outcome.subsystem,
+        outcome.findings,
+        outcome.ran,
+        outcome.seconds,
+        files,
         outcome.error,
     )
 
 
 def _manifest(
-    bundle: Bundle, plan: RunPlan, jobs: Sequence[NotebookJob],
-    outcomes: Sequence[NotebookOutcome], *, started: datetime, finished: datetime,
+    bundle: Bundle,
+    plan: RunPlan,
+    jobs: Sequence[NotebookJob],
+    outcomes: Sequence[NotebookOutcome],
+    *,
+    started: datetime,
+    finished: datetime,
 ) -> dict[str, Any]:
     notebooks = {
         p.entry.name: {
-            "subsystem": p.entry.subsystem, "source": str(p.entry.path),
-            "source_sha256": sha256_file(p.entry.path), "ran": o.ran, "status": o.status,
-            "error": o.error, "started_at": iso(datetime.fromtimestamp(o.started_at, UTC)),
+            "subsystem": p.entry.subsystem,
+            "source": str(p.entry.path),
+            "source_sha256": sha256_file(p.entry.path),
+            "ran": o.ran,
+            "status": o.status,
+            "error": o.error,
+            "started_at": iso(datetime.fromtimestamp(o.started_at, UTC)),
             "seconds": round(o.seconds, 3),
         }
         for p, o in zip(plan.notebooks, outcomes, strict=True)
     }
     return {
-        "run_id": bundle.run_id, "incident": plan.incident, "action": plan.action,
-        "rerun_of": plan.rerun_of, "actor": settings.actor(), "started_at": iso(started),
-        "finished_at": iso(finished), "command": list(plan.command), "window": dict(plan.window),
+        "run_id": bundle.run_id,
+        "incident": plan.incident,
+        "action": plan.action,
+        "rerun_of": plan.rerun_of,
+        "actor": settings.actor(),
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "command": list(plan.command),
+        "window": dict(plan.window),
         "cell_timeout_s": plan.cell_timeout_s,
         "parameters": {job.name: dict(job.parameters) for job in jobs},
-        "notebooks": notebooks, "versions": versions(),
+        "notebooks": notebooks,
+        "versions": versions(),
     }
 
 

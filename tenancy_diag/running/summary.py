@@ -62,9 +62,14 @@ def build_summary(
         "errors": [r.notebook for r in reports if not r.ran],
         "subsystems": [_row(r) for r in reports],
         "root_cause": (
-            {"pattern": cause.pattern, "subsystem": cause.subsystem,
-             "confidence": round(cause.confidence, 3), "explains": list(cause.explains)}
-            if cause else None
+            {
+                "pattern": cause.pattern,
+                "subsystem": cause.subsystem,
+                "confidence": round(cause.confidence, 3),
+                "explains": list(cause.explains),
+            }
+            if cause
+            else None
         ),
         "candidates": [c.to_json() for c in ranked],
         "severity": severity,

@@ -41,8 +41,10 @@ MAX_OVERRIDE = timedelta(hours=24)
 RETRYABLE = ("failed", "running")  # running: the admin override for a stuck step
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ACTOR = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
-_RUNNING_STEPS = {"provision": ("create_namespace", "apply_policies"),
-                  "suspend": ("drain_sessions", "revoke_tokens")}
+_RUNNING_STEPS = {
+    "provision": ("create_namespace", "apply_policies"),
+    "suspend": ("drain_sessions", "revoke_tokens"),
+}
 
 
 class ApiError(Exception):
@@ -61,11 +63,27 @@ def _job_id(*parts: object) -> str:
     return "job-" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8]
 
 
-def _job(job_id: str, job_type: str, status: str, step: str, *, started: datetime,
-         updated: datetime, attempts: int = 1, error: str | None = None) -> dict[str, Any]:
-    return {"job_id": job_id, "job_type": job_type, "status": status, "step": step,
-            "started_at": _iso(started), "updated_at": _iso(updated), "attempts": attempts,
-            "error": error}
+def _job(
+    job_id: str,
+    job_type: str,
+    status: str,
+    step: str,
+    *,
+    started: datetime,
+    updated: datetime,
+    attempts: int = 1,
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "job_type": job_type,
+        "status": status,
+        "step": step,
+        "started_at": _iso(started),
+        "updated_at": _iso(updated),
+        "attempts": attempts,
+        "error": error,
+    }
 
 
 def tenant_jobs(scenario: Scenario, tenant_id: str) -> list[dict[str, Any]]:
@@ -73,26 +91,57 @@ def tenant_jobs(scenario: Scenario, tenant_id: str) -> list[dict[str, Any]]:
     rng = scenario.rng("jobs", tenant_id)
     end = scenario.end
     provisioned = scenario.start - timedelta(days=rng.randint(10, 400))
-    jobs = [_job(_job_id(tenant_id, "provision"), "provision", "succeeded", "done",
-                 started=provisioned, updated=provisioned + timedelta(minutes=rng.randint(2, 9)))]
+    jobs = [
+        _job(
+            _job_id(tenant_id, "provision"),
+            "provision",
+            "succeeded",
+            "done",
+            started=provisioned,
+            updated=provisioned + timedelta(minutes=rng.randint(2, 9)),
+        )
+    ]
     for n in range(rng.randint(1, 3)):
         started = provisioned + timedelta(days=rng.randint(1, 9), hours=n * 24)
         kind = rng.choice(("provision", "migrate", "suspend"))
-        jobs.append(_job(_job_id(tenant_id, kind, n), kind, "succeeded", "done", started=started,
-                         updated=started + timedelta(minutes=rng.randint(1, 30))))
+        jobs.append(
+            _job(
+                _job_id(tenant_id, kind, n),
+                kind,
+                "succeeded",
+                "done",
+                started=started,
+                updated=started + timedelta(minutes=rng.randint(1, 30)),
+            )
+        )
     draw = rng.random()
     if draw < 0.05:
         kind = rng.choice(tuple(_RUNNING_STEPS))
         started = end - timedelta(minutes=rng.randint(1, 10))
-        jobs.append(_job(_job_id(tenant_id, kind, "now"), kind, "running",
-                         rng.choice(_RUNNING_STEPS[kind]), started=started,
-                         updated=end - timedelta(seconds=rng.randint(0, 60))))
+        jobs.append(
+            _job(
+                _job_id(tenant_id, kind, "now"),
+                kind,
+                "running",
+                rng.choice(_RUNNING_STEPS[kind]),
+                started=started,
+                updated=end - timedelta(seconds=rng.randint(0, 60)),
+            )
+        )
     elif draw < 0.08:
         started = end - timedelta(hours=rng.randint(2, 20))
-        jobs.append(_job(_job_id(tenant_id, "provision", "failed"), "provision", "failed",
-                         "apply_policies", started=started, updated=started + timedelta(minutes=4),
-                         attempts=3,
-                         error="policy service returned 503 after 3 attempts"))
+        jobs.append(
+            _job(
+                _job_id(tenant_id, "provision", "failed"),
+                "provision",
+                "failed",
+                "apply_policies",
+                started=started,
+                updated=started + timedelta(minutes=4),
+                attempts=3,
+                error="policy service returned 503 after 3 attempts",
+            )
+        )
     jobs.extend(_stuck_migrations(scenario, tenant_id))
     return sorted(jobs, key=lambda j: j["started_at"], reverse=True)
 
@@ -104,8 +153,9 @@ def _stuck_migrations(scenario: Scenario, tenant_id: str) -> list[dict[str, Any]
     job_id = truth.job_ids[truth.tenants.index(tenant_id)]
     stuck_since = scenario.incident_start
     started = stuck_since - timedelta(minutes=scenario.rng("migrate", tenant_id).randint(15, 60))
-    return [_job(job_id, "migrate", "running", "verify_checksums", started=started,
-                 updated=stuck_since)]
+    return [
+        _job(job_id, "migrate", "running", "verify_checksums", started=started, updated=stuck_since)
+    ]
 
 
 @dataclass
@@ -124,8 +174,9 @@ class AdminState:
 
     def jobs(self, tenant_id: str) -> list[dict[str, Any]]:
         if tenant_id not in self._tenants:
-            raise ApiError(HTTPStatus.NOT_FOUND, "tenant_not_found",
-                           f"tenant {tenant_id} does not exist")
+            raise ApiError(
+                HTTPStatus.NOT_FOUND, "tenant_not_found", f"tenant {tenant_id} does not exist"
+            )
         with self.lock:
             if tenant_id not in self._jobs:
                 self._jobs[tenant_id] = tenant_jobs(self.scenario, tenant_id)
@@ -133,22 +184,38 @@ class AdminState:
 
     def record(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
         with self.lock:
-            self.audit.append({"at": _iso(datetime.now(UTC)), "actor": actor, "action": action,
-                               "target": target, "details": details})
+            self.audit.append(
+                {
+                    "at": _iso(datetime.now(UTC)),
+                    "actor": actor,
+                    "action": action,
+                    "target": target,
+                    "details": details,
+                }
+            )
 
     def retry(self, tenant_id: str, job_id: str) -> dict[str, Any]:
         self.jobs(tenant_id)  # 404 for an unknown tenant, and builds the list
         with self.lock:
             job = next((j for j in self._jobs[tenant_id] if j["job_id"] == job_id), None)
             if job is None:
-                raise ApiError(HTTPStatus.NOT_FOUND, "job_not_found",
-                               f"job {job_id} does not exist for tenant {tenant_id}")
+                raise ApiError(
+                    HTTPStatus.NOT_FOUND,
+                    "job_not_found",
+                    f"job {job_id} does not exist for tenant {tenant_id}",
+                )
             if job["status"] not in RETRYABLE:
-                raise ApiError(HTTPStatus.CONFLICT, "not_retryable",
-                               f"job {job_id} is {job['status']}; only failed or running jobs "
-                               "can be retried")
-            job.update(status="pending", error=None, attempts=job["attempts"] + 1,
-                       updated_at=_iso(datetime.now(UTC)))
+                raise ApiError(
+                    HTTPStatus.CONFLICT,
+                    "not_retryable",
+                    f"job {job_id} is {job['status']}; only failed or running jobs can be retried",
+                )
+            job.update(
+                status="pending",
+                error=None,
+                attempts=job["attempts"] + 1,
+                updated_at=_iso(datetime.now(UTC)),
+            )
             return dict(job)
 
 
@@ -156,24 +223,31 @@ class AdminState:
 def _segment(raw: str, what: str) -> str:
     value = unquote(raw)
     if not _ID.fullmatch(value):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_id",
-                       f"{what} {value[:80]!r} is not a valid id")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, "invalid_id", f"{what} {value[:80]!r} is not a valid id"
+        )
     return value
 
 
 def _integer(body: dict[str, Any], key: str) -> int:
     value = body.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"{key} must be a non-negative integer, not {value!r}")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"{key} must be a non-negative integer, not {value!r}",
+        )
     return value
 
 
 def _region(state: AdminState, body: dict[str, Any]) -> str:
     region = body.get("region")
     if region not in state.scenario.spec.regions:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"region {region!r} is not one of {', '.join(state.scenario.spec.regions)}")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"region {region!r} is not one of {', '.join(state.scenario.spec.regions)}",
+        )
     return str(region)
 
 
@@ -185,9 +259,12 @@ def _expiry(body: dict[str, Any]) -> datetime:
         expires = None
     now = datetime.now(UTC)
     if expires is None or expires.tzinfo is None or not now < expires <= now + MAX_OVERRIDE:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"expires_at {raw!r} must be an ISO-8601 UTC time within the next "
-                       f"{MAX_OVERRIDE.total_seconds() / 3600:g} h")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"expires_at {raw!r} must be an ISO-8601 UTC time within the next "
+            f"{MAX_OVERRIDE.total_seconds() / 3600:g} h",
+        )
     return expires
 
 
@@ -195,65 +272,87 @@ def _expiry(body: dict[str, Any]) -> datetime:
 Call = Callable[[AdminState, tuple[str, ...], dict[str, Any], str], tuple[HTTPStatus, Any]]
 
 
-def _get_jobs(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-              actor: str) -> tuple[HTTPStatus, Any]:
+def _get_jobs(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     return HTTPStatus.OK, state.jobs(ids[0])
 
 
-def _get_audit(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-               actor: str) -> tuple[HTTPStatus, Any]:
+def _get_audit(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     with state.lock:
         return HTTPStatus.OK, list(state.audit)
 
 
-def _retry(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-           actor: str) -> tuple[HTTPStatus, Any]:
+def _retry(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     tenant_id, job_id = ids
     job = state.retry(tenant_id, job_id)
-    state.record(actor, "retry_job", f"tenants/{tenant_id}/jobs/{job_id}",
-                 {"attempts": job["attempts"]})
+    state.record(
+        actor, "retry_job", f"tenants/{tenant_id}/jobs/{job_id}", {"attempts": job["attempts"]}
+    )
     return HTTPStatus.ACCEPTED, {"tenant_id": tenant_id, **job}
 
 
-def _requeue(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-             actor: str) -> tuple[HTTPStatus, Any]:
+def _requeue(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     tenant_id = ids[0]
     state.jobs(tenant_id)  # 404 for an unknown tenant
     first, last = _integer(body, "from_sequence"), _integer(body, "to_sequence")
     if not first <= last < first + MAX_REQUEUE_SPAN:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"sequence range {first}..{last} must be ascending and span at most "
-                       f"{MAX_REQUEUE_SPAN}")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"sequence range {first}..{last} must be ascending and span at most {MAX_REQUEUE_SPAN}",
+        )
     details = {"from_sequence": first, "to_sequence": last, "requeued": last - first + 1}
     state.record(actor, "requeue_webhooks", f"tenants/{tenant_id}/webhooks", details)
     return HTTPStatus.ACCEPTED, {"tenant_id": tenant_id, **details}
 
 
-def _invalidate(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-                actor: str) -> tuple[HTTPStatus, Any]:
+def _invalidate(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     region, key = _region(state, body), body.get("key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"key {key!r} must be a non-empty string of at most 200 characters")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"key {key!r} must be a non-empty string of at most 200 characters",
+        )
     details = {"region": region, "key": key}
     state.record(actor, "invalidate_policy_cache", f"policy-cache/{region}", details)
     return HTTPStatus.ACCEPTED, {**details, "invalidated": True}
 
 
-def _override(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
-              actor: str) -> tuple[HTTPStatus, Any]:
+def _override(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
     region = _region(state, body)
     multiplier, reason = body.get("burst_multiplier"), body.get("reason")
-    if (not isinstance(multiplier, int | float) or isinstance(multiplier, bool)
-            or not 1.0 <= multiplier <= MAX_BURST_MULTIPLIER):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       f"burst_multiplier {multiplier!r} must be a number from 1 to "
-                       f"{MAX_BURST_MULTIPLIER:g}")
+    if (
+        not isinstance(multiplier, int | float)
+        or isinstance(multiplier, bool)
+        or not 1.0 <= multiplier <= MAX_BURST_MULTIPLIER
+    ):
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_body",
+            f"burst_multiplier {multiplier!r} must be a number from 1 to {MAX_BURST_MULTIPLIER:g}",
+        )
     if not isinstance(reason, str) or not reason.strip():
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                       "reason must say why the limit is raised")
-    override = {"region": region, "burst_multiplier": float(multiplier),
-                "reason": reason.strip()[:500], "expires_at": _iso(_expiry(body))}
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, "invalid_body", "reason must say why the limit is raised"
+        )
+    override = {
+        "region": region,
+        "burst_multiplier": float(multiplier),
+        "reason": reason.strip()[:500],
+        "expires_at": _iso(_expiry(body)),
+    }
     with state.lock:
         state.rate_limits[region] = override
     state.record(actor, "override_rate_limit", f"rate-limit/{region}", override)
@@ -263,8 +362,13 @@ def _override(state: AdminState, ids: tuple[str, ...], body: dict[str, Any],
 # (method, path pattern, what each group names, call, mutating); groups are raw segments.
 _ROUTES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], Call, bool], ...] = (
     ("GET", re.compile(r"/tenants/([^/]+)/jobs"), ("tenant id",), _get_jobs, False),
-    ("POST", re.compile(r"/tenants/([^/]+)/jobs/([^/]+):retry"), ("tenant id", "job id"),
-     _retry, True),
+    (
+        "POST",
+        re.compile(r"/tenants/([^/]+)/jobs/([^/]+):retry"),
+        ("tenant id", "job id"),
+        _retry,
+        True,
+    ),
     ("POST", re.compile(r"/tenants/([^/]+)/webhooks:requeue"), ("tenant id",), _requeue, True),
     ("POST", re.compile(r"/admin/policy-cache:invalidate"), (), _invalidate, True),
     ("POST", re.compile(r"/admin/rate-limit:override"), (), _override, True),
@@ -302,8 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             token.strip().encode(), self.token.encode()
         ):
-            raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized",
-                           "a valid bearer token is required")
+            raise ApiError(
+                HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid bearer token is required"
+            )
 
     def _route(self, method: str) -> tuple[Call, tuple[str, ...], bool]:
         path = urlsplit(self.path).path
@@ -319,15 +424,21 @@ class _Handler(BaseHTTPRequestHandler):
             ids = tuple(_segment(raw, what) for raw, what in pairs)
             return call, ids, mutating
         if allowed:
-            raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed",
-                           f"{method} is not allowed on {path}; use {', '.join(allowed)}")
+            raise ApiError(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+            )
         raise ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no call at {path[:120]}")
 
     def _actor(self) -> str:
         actor = self.headers.get(ACTOR_HEADER, "").strip()
         if not _ACTOR.fullmatch(actor):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "actor_required",
-                           f"mutating calls need an {ACTOR_HEADER} header naming who acts")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "actor_required",
+                f"mutating calls need an {ACTOR_HEADER} header naming who acts",
+            )
         return actor
 
     def _body(self) -> dict[str, Any]:
@@ -336,8 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY_BYTES:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_body",
-                           f"Content-Length must be 0 to {MAX_BODY_BYTES} bytes")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "invalid_body",
+                f"Content-Length must be 0 to {MAX_BODY_BYTES} bytes",
+            )
         raw = self.rfile.read(length) if length else b""
         try:
             body = json.loads(raw) if raw.strip() else {}
@@ -380,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
     spec = ScenarioSpec.from_json(json.loads(args.scenario_file.read_text(encoding="utf-8")))
     token = args.token_file.read_text(encoding="utf-8").strip()
     server = ThreadingHTTPServer((HOST, args.port), make_handler(Scenario(spec), token))

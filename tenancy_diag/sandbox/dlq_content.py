@@ -69,8 +69,11 @@ def dlq_messages(scenario: Scenario) -> Messages:
 def _baseline(scenario: Scenario, region: str, kind: str) -> _Burst:
     rng = scenario.rng("dlq-baseline", region, kind)
     local = scenario.tenants_by_region[region]
-    codes = [("conflict", 2.0), ("internal", 1.0)] if kind == "reconcile" else [
-        ("500", 2.0), ("timeout", 1.0)]
+    codes = (
+        [("conflict", 2.0), ("internal", 1.0)]
+        if kind == "reconcile"
+        else [("500", 2.0), ("timeout", 1.0)]
+    )
     old_end = scenario.start + timedelta(seconds=scenario.spec.duration_s * 0.6)
     count = rng.randint(3, 6) if local else 0
     sample = rng.sample(local, k=min(len(local), count))
@@ -91,9 +94,11 @@ class _FaultShape:
 # (pattern, kind) -> shape; a pattern missing here leaves that DLQ at its baseline.
 _FAULTS: dict[tuple[str, str], _FaultShape] = {
     ("reconcile_backlog", "reconcile"): _FaultShape(
-        30, 150, [("policy_error", 6.0), ("throttled", 3.0), ("timeout", 1.0)]),
+        30, 150, [("policy_error", 6.0), ("throttled", 3.0), ("timeout", 1.0)]
+    ),
     ("webhook_storm", "webhook"): _FaultShape(
-        40, 150, [("503", 5.0), ("timeout", 3.0), ("connection_refused", 2.0)], consecutive=True),
+        40, 150, [("503", 5.0), ("timeout", 3.0), ("connection_refused", 2.0)], consecutive=True
+    ),
     ("policy_timeout", "reconcile"): _FaultShape(8, 20, [("policy_error", 9.0), ("timeout", 1.0)]),
     ("rate_limit_saturation", "reconcile"): _FaultShape(0, 8, [("throttled", 1.0)], growing=False),
 }
@@ -108,8 +113,18 @@ def _fault(scenario: Scenario, region: str, kind: str) -> list[_Burst]:
     tenants = [t for t in scenario.tenants_by_region[region] if t.id in wanted]
     # Room is kept for the baseline, so a queue never exceeds MAX_PER_QUEUE.
     count = min(MAX_PER_QUEUE - 10, max(shape.floor, shape.per_tenant * len(tenants)))
-    return [_Burst(kind, tenants, shape.codes, count, scenario.incident_start, scenario.end,
-                   shape.growing, shape.consecutive)]
+    return [
+        _Burst(
+            kind,
+            tenants,
+            shape.codes,
+            count,
+            scenario.incident_start,
+            scenario.end,
+            shape.growing,
+            shape.consecutive,
+        )
+    ]
 
 
 def _render(
@@ -153,7 +168,10 @@ def _failures(rng: random.Random, burst: _Burst) -> list[tuple[datetime, Tenant,
 
 
 def _body(
-    failure: tuple[datetime, Tenant, str, bool], region: str, kind: str, sequence: int,
+    failure: tuple[datetime, Tenant, str, bool],
+    region: str,
+    kind: str,
+    sequence: int,
     event_type: str,
 ) -> dict[str, Any]:
     failed_at, tenant, code, _ = failure

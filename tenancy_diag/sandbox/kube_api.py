@@ -45,9 +45,15 @@ CONTEXT = "tenancy-sandbox"
 CLUSTER_PREFIX = "/clusters/"
 IMAGE_TAG = "1.42.0"
 VERSION = {
-    "major": "1", "minor": "31", "gitVersion": "v1.31.4", "gitCommit": "a78aa47129b8",
-    "gitTreeState": "clean", "buildDate": "2026-10-01T00:00:00Z", "goVersion": "go1.23.4",
-    "compiler": "gc", "platform": "linux/amd64",
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.4",
+    "gitCommit": "a78aa47129b8",
+    "gitTreeState": "clean",
+    "buildDate": "2026-10-01T00:00:00Z",
+    "goVersion": "go1.23.4",
+    "compiler": "gc",
+    "platform": "linux/amd64",
 }
 # Paths a real cluster answers without credentials (system:public-info-viewer).
 _PUBLIC = frozenset({"/version", "/healthz", "/livez", "/readyz"})
@@ -67,8 +73,13 @@ class ApiError(Exception):
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
         }
         if self.details is not None:
             body["details"] = self.details
@@ -89,10 +100,12 @@ def _bad_request(message: str) -> ApiError:
 
 def _invalid(pod: str, field: str, value: object, why: str) -> ApiError:
     message = f'PodLogOptions "{pod}" is invalid: {field}: Invalid value: {value}: {why}'
-    causes = [{"reason": "FieldValueInvalid", "message": f"Invalid value: {value}: {why}",
-               "field": field}]
-    return ApiError(422, "Invalid", message, {"name": pod, "kind": "PodLogOptions",
-                                              "causes": causes})
+    causes = [
+        {"reason": "FieldValueInvalid", "message": f"Invalid value: {value}: {why}", "field": field}
+    ]
+    return ApiError(
+        422, "Invalid", message, {"name": pod, "kind": "PodLogOptions", "causes": causes}
+    )
 
 
 # -- label selectors ------------------------------------------------------------------------
@@ -148,8 +161,10 @@ def _clause(text: str) -> Requirement:
         return Requirement(match[1], "!=" if match[2] == "!=" else "=", frozenset({match[3]}))
     if match := _KEY_CLAUSE.match(text):
         return Requirement(match[2], "!" if match[1] else "exists")
-    raise _bad_request(f"unable to parse requirement: found '{text.strip()}', expected: "
-                       "'=', '!=', '==', 'in', 'notin'")
+    raise _bad_request(
+        f"unable to parse requirement: found '{text.strip()}', expected: "
+        "'=', '!=', '==', 'in', 'notin'"
+    )
 
 
 # -- the cluster's objects ------------------------------------------------------------------
@@ -193,39 +208,68 @@ class Fleet:
         template = pod.name.rsplit("-", 2)[-2]
         replica_set = pod.name.rsplit("-", 1)[0]
         return {
-            "name": pod.name, "generateName": f"{replica_set}-", "namespace": self.namespace,
-            "uid": _uid(pod.name), "resourceVersion": _rv(pod.name, pod.restarts),
+            "name": pod.name,
+            "generateName": f"{replica_set}-",
+            "namespace": self.namespace,
+            "uid": _uid(pod.name),
+            "resourceVersion": _rv(pod.name, pod.restarts),
             "creationTimestamp": _iso(self.created),
-            "labels": {self.app_label: pod.app, self.region_label: pod.region,
-                       "pod-template-hash": template},
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
-                "uid": _uid(replica_set), "controller": True, "blockOwnerDeletion": True,
-            }],
+            "labels": {
+                self.app_label: pod.app,
+                self.region_label: pod.region,
+                "pod-template-hash": template,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": replica_set,
+                    "uid": _uid(replica_set),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         }
 
     def _pod_spec(self, pod: Pod) -> dict[str, Any]:
         return {
             "containers": [_container(pod.app)],
-            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
-            "dnsPolicy": "ClusterFirst", "serviceAccountName": pod.app,
-            "nodeName": _node(pod), "schedulerName": "default-scheduler",
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": pod.app,
+            "nodeName": _node(pod),
+            "schedulerName": "default-scheduler",
             "nodeSelector": {"topology.kubernetes.io/region": pod.region},
         }
 
     def _pod_status(self, pod: Pod) -> dict[str, Any]:
         started = pod_logs.restart_at(self.scenario, pod) or self.created
         conditions = [
-            {"type": kind, "status": "True", "lastProbeTime": None,
-             "lastTransitionTime": _iso(started if kind.endswith("Ready") else self.created)}
-            for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
-                         "PodScheduled")
+            {
+                "type": kind,
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": _iso(started if kind.endswith("Ready") else self.created),
+            }
+            for kind in (
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+            )
         ]
         ip = _pod_ip(pod)
         return {
-            "phase": "Running", "conditions": conditions, "qosClass": "Burstable",
-            "hostIP": _node_ip(pod), "hostIPs": [{"ip": _node_ip(pod)}],
-            "podIP": ip, "podIPs": [{"ip": ip}], "startTime": _iso(self.created),
+            "phase": "Running",
+            "conditions": conditions,
+            "qosClass": "Burstable",
+            "hostIP": _node_ip(pod),
+            "hostIPs": [{"ip": _node_ip(pod)}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": _iso(self.created),
             "containerStatuses": [self._container_status(pod, started)],
         }
 
@@ -233,17 +277,25 @@ class Fleet:
         last: dict[str, Any] = {}
         restart = pod_logs.restart_at(self.scenario, pod)
         if restart is not None:
-            last = {"terminated": {
-                "exitCode": 137, "reason": "OOMKilled", "startedAt": _iso(self.created),
-                "finishedAt": _iso(restart),
-                "containerID": f"containerd://{_hash(pod.name, 'previous')}",
-            }}
+            last = {
+                "terminated": {
+                    "exitCode": 137,
+                    "reason": "OOMKilled",
+                    "startedAt": _iso(self.created),
+                    "finishedAt": _iso(restart),
+                    "containerID": f"containerd://{_hash(pod.name, 'previous')}",
+                }
+            }
         return {
-            "name": pod.app, "image": _image(pod.app),
+            "name": pod.app,
+            "image": _image(pod.app),
             "imageID": f"{_image(pod.app).split(':')[0]}@sha256:{_hash(pod.app, IMAGE_TAG)}",
             "containerID": f"containerd://{_hash(pod.name, pod.restarts)}",
-            "ready": True, "started": True, "restartCount": pod.restarts,
-            "state": {"running": {"startedAt": _iso(started)}}, "lastState": last,
+            "ready": True,
+            "started": True,
+            "restartCount": pod.restarts,
+            "state": {"running": {"startedAt": _iso(started)}},
+            "lastState": last,
         }
 
     def deployment_json(self, app: str, regions: tuple[str, ...]) -> dict[str, Any]:
@@ -252,36 +304,61 @@ class Fleet:
         generation = 3
         return {
             "metadata": {
-                "name": app, "namespace": self.namespace, "uid": _uid("deploy", app, *regions),
-                "resourceVersion": _rv("deploy", app, *regions), "generation": generation,
-                "creationTimestamp": _iso(self.created - timedelta(days=30)), "labels": labels,
-                "annotations": {"deployment.kubernetes.io/revision": str(generation),
-                                "tenancy.sandbox/regions": ",".join(regions)},
+                "name": app,
+                "namespace": self.namespace,
+                "uid": _uid("deploy", app, *regions),
+                "resourceVersion": _rv("deploy", app, *regions),
+                "generation": generation,
+                "creationTimestamp": _iso(self.created - timedelta(days=30)),
+                "labels": labels,
+                "annotations": {
+                    "deployment.kubernetes.io/revision": str(generation),
+                    "tenancy.sandbox/regions": ",".join(regions),
+                },
             },
             "spec": {
-                "replicas": replicas, "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels},
-                             "spec": {"containers": [_container(app)]}},
-                "strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-                "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [_container(app)]},
+                },
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+                },
+                "revisionHistoryLimit": 10,
+                "progressDeadlineSeconds": 600,
             },
             "status": {
-                "observedGeneration": generation, "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas,
-                "availableReplicas": replicas, "conditions": self._deployment_conditions(app),
+                "observedGeneration": generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "conditions": self._deployment_conditions(app),
             },
         }
 
     def _deployment_conditions(self, app: str) -> list[dict[str, Any]]:
         moment = _iso(self.created)
         return [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-             "message": "Deployment has minimum availability.",
-             "lastUpdateTime": moment, "lastTransitionTime": moment},
-            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-             "message": f'ReplicaSet "{app}" has successfully progressed.',
-             "lastUpdateTime": moment, "lastTransitionTime": moment},
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+                "lastUpdateTime": moment,
+                "lastTransitionTime": moment,
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "message": f'ReplicaSet "{app}" has successfully progressed.',
+                "lastUpdateTime": moment,
+                "lastTransitionTime": moment,
+            },
         ]
 
     def logs(self, pod: Pod, previous: bool) -> tuple[list[float], list[str]]:
@@ -303,11 +380,17 @@ def _image(app: str) -> str:
 
 def _container(app: str) -> dict[str, Any]:
     return {
-        "name": app, "image": _image(app), "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
-                  {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
-                      "limits": {"memory": "512Mi"}},
+        "name": app,
+        "image": _image(app),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"memory": "512Mi"},
+        },
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
@@ -348,8 +431,12 @@ def log_options(query: Mapping[str, str], pod: str, clock: datetime) -> LogOptio
     since_seconds = _int_param(query, "sinceSeconds")
     since_time = _time_param(query, "sinceTime")
     if since_seconds is not None and since_time is not None:
-        raise _invalid(pod, "sinceSeconds", since_seconds,
-                       "at most one of `sinceTime` or `sinceSeconds` may be specified")
+        raise _invalid(
+            pod,
+            "sinceSeconds",
+            since_seconds,
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )
     if since_seconds is not None and since_seconds < 1:
         raise _invalid(pod, "sinceSeconds", since_seconds, "must be greater than 0")
     tail = _int_param(query, "tailLines")
@@ -361,8 +448,11 @@ def log_options(query: Mapping[str, str], pod: str, clock: datetime) -> LogOptio
     if since_seconds is not None:
         since_time = clock - timedelta(seconds=since_seconds)
     return LogOptions(
-        container=query.get("container") or None, since=since_time, tail_lines=tail,
-        previous=_bool_param(query, "previous"), timestamps=_bool_param(query, "timestamps"),
+        container=query.get("container") or None,
+        since=since_time,
+        tail_lines=tail,
+        previous=_bool_param(query, "previous"),
+        timestamps=_bool_param(query, "timestamps"),
         limit_bytes=limit,
     )
 
@@ -373,9 +463,7 @@ def _int_param(query: Mapping[str, str], name: str) -> int | None:
     try:
         return int(query[name])
     except ValueError:
-        raise _bad_request(
-            f'strconv.ParseInt: parsing "{query[name]}": invalid syntax'
-        ) from None
+        raise _bad_request(f'strconv.ParseInt: parsing "{query[name]}": invalid syntax') from None
 
 
 def _bool_param(query: Mapping[str, str], name: str) -> bool:
@@ -441,7 +529,8 @@ class Api:
         self.fleet = Fleet(scenario)
         self.scenario = scenario
         self.routes: list[tuple[re.Pattern[str], Callable[[Request], Answer]]] = [
-            (re.compile(pattern), handler) for pattern, handler in (
+            (re.compile(pattern), handler)
+            for pattern, handler in (
                 (r"/version", self.version),
                 (r"/(healthz|livez|readyz)", self.health),
                 (r"/api", self.api_versions),
@@ -453,8 +542,10 @@ class Api:
                 (r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)", self.pod),
                 (r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log", self.pod_log),
                 (r"/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments", self.deployments),
-                (r"/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)",
-                 self.deployment),
+                (
+                    r"/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)",
+                    self.deployment,
+                ),
             )
         ]
 
@@ -472,13 +563,25 @@ class Api:
         return "text/plain", b"ok"
 
     def api_versions(self, request: Request) -> Answer:
-        return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{serving.HOST}:6443"}]})
+        return _json(
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{serving.HOST}:6443"}
+                ],
+            }
+        )
 
     def api_groups(self, request: Request) -> Answer:
         apps = {"groupVersion": "apps/v1", "version": "v1"}
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": "apps", "versions": [apps], "preferredVersion": apps}]})
+        return _json(
+            {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [{"name": "apps", "versions": [apps], "preferredVersion": apps}],
+            }
+        )
 
     # namespaces
     def namespaces(self, request: Request) -> Answer:
@@ -496,10 +599,15 @@ class Api:
 
     def _namespace_json(self, name: str) -> dict[str, Any]:
         return {
-            "metadata": {"name": name, "uid": _uid("ns", name), "resourceVersion": _rv("ns", name),
-                         "creationTimestamp": _iso(self.fleet.created - timedelta(days=90)),
-                         "labels": {"kubernetes.io/metadata.name": name}},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"},
+            "metadata": {
+                "name": name,
+                "uid": _uid("ns", name),
+                "resourceVersion": _rv("ns", name),
+                "creationTimestamp": _iso(self.fleet.created - timedelta(days=90)),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
         }
 
     # pods
@@ -540,8 +648,9 @@ class Api:
         name = request.match["name"]
         if name not in self._apps(request):
             raise _not_found("deployments.apps", name)
-        return _json({"kind": "Deployment", "apiVersion": "apps/v1",
-                      **self._deployment(request, name)})
+        return _json(
+            {"kind": "Deployment", "apiVersion": "apps/v1", **self._deployment(request, name)}
+        )
 
     def _apps(self, request: Request) -> tuple[str, ...]:
         return tuple(REPLICAS) if request.match["ns"] == self.fleet.namespace else ()
@@ -562,8 +671,12 @@ def _select(
 def _list(kind: str, api_version: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     # Items of a list carry no kind/apiVersion of their own, as on a real cluster.
     version = _rv(kind, len(items))
-    return {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": version},
-            "items": items}
+    return {
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": {"resourceVersion": version},
+        "items": items,
+    }
 
 
 def _json(body: Mapping[str, Any]) -> Answer:
@@ -604,8 +717,11 @@ def make_handler(
             return hmac.compare_digest(presented, expected)
 
         def _refuse(self) -> None:
-            error = ApiError(405, "MethodNotAllowed",
-                             "the server does not allow this method on the requested resource")
+            error = ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
             self._send(405, _JSON, json.dumps(error.status()).encode())
 
         do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
@@ -629,7 +745,7 @@ def _split_cluster(path: str, regions: frozenset[str]) -> tuple[str | None, str]
     """``/clusters/<region>/api/...`` -> (region, ``/api/...``); other paths serve all regions."""
     if not path.startswith(CLUSTER_PREFIX):
         return None, path
-    region, _, rest = path[len(CLUSTER_PREFIX):].partition("/")
+    region, _, rest = path[len(CLUSTER_PREFIX) :].partition("/")
     if region not in regions:
         raise _no_route()
     return region, "/" + rest
@@ -649,7 +765,10 @@ def write_kubeconfig(
     for region, name in (contexts or {}).items():
         servers[name] = f"{server_url.rstrip('/')}{CLUSTER_PREFIX}{region}"
     config = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": CONTEXT,
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": CONTEXT,
         "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
         "users": [{"name": CONTEXT, "user": {"token": token}}],
         "contexts": [{"name": n, "context": {"cluster": n, "user": CONTEXT}} for n in servers],

@@ -55,8 +55,17 @@ _DOWNSTREAM_DELAY_S = 180.0
 # private endpoint per tenant; the long tail is reported as "other".
 _ENDPOINT_LABEL_LIMIT = 12
 # UTC offset of a region's working day, by name prefix, so each cell peaks in its own afternoon.
-_REGION_UTC_OFFSETS = {"us-west": -8, "us-east": -5, "ca-": -5, "sa-": -3, "eu-": 1,
-                       "me-": 4, "ap-south-": 5, "ap-northeast": 9, "ap-southeast": 10}
+_REGION_UTC_OFFSETS = {
+    "us-west": -8,
+    "us-east": -5,
+    "ca-": -5,
+    "sa-": -3,
+    "eu-": 1,
+    "me-": 4,
+    "ap-south-": 5,
+    "ap-northeast": 9,
+    "ap-southeast": 10,
+}
 
 
 @dataclass(frozen=True)
@@ -155,8 +164,9 @@ class World:
         return load
 
     def region_weight(self) -> FloatArray:
-        total: FloatArray = np.bincount(self.tenant_region, self.weight,
-                                        minlength=len(self.regions)).astype(np.float64)
+        total: FloatArray = np.bincount(
+            self.tenant_region, self.weight, minlength=len(self.regions)
+        ).astype(np.float64)
         return total
 
     def names(self, region_index: IntArray) -> list[str]:
@@ -226,8 +236,9 @@ def _flakiness(rng: np.random.Generator, n: int) -> FloatArray:
     return np.where(rng.random(n) < 0.08, rng.uniform(0.2, 1.0, n), 0.0)
 
 
-def _add_old_failures(rng: np.random.Generator, by_category: IntArray, propensity: FloatArray,
-                      mix: Sequence[float]) -> None:
+def _add_old_failures(
+    rng: np.random.Generator, by_category: IntArray, propensity: FloatArray, mix: Sequence[float]
+) -> None:
     """Add failures from before the history to a few rows, at the first scrape.
 
     A process up for days has some failure series already, so every failure counter exists on
@@ -254,8 +265,9 @@ def _with_uptime(rng: np.random.Generator, increments: IntArray) -> IntArray:
     return out
 
 
-def _sparse_counters(increments: IntArray, labels: Labels, category: str,
-                     values: Sequence[str]) -> Series:
+def _sparse_counters(
+    increments: IntArray, labels: Labels, category: str, values: Sequence[str]
+) -> Series:
     """Counters per (row, category) that exist only from their first increment on.
 
     ``increments`` is (rows, steps, categories). Client libraries create a labelled child on
@@ -274,8 +286,9 @@ def _normal_cdf(z: FloatArray) -> FloatArray:
     # Abramowitz & Stegun 7.1.26 (error < 1.5e-7): numpy has no erf and scipy is no dependency.
     x = np.abs(z) / math.sqrt(2.0)
     t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
-                                                       + t * (-1.453152027 + t * 1.061405429))))
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
     erf = 1.0 - poly * np.exp(-x * x)
     return np.asarray(0.5 * (1.0 + np.sign(z) * erf))
 
@@ -300,8 +313,9 @@ class _Latency:
         return np.asarray(self.median_ms, dtype=np.float64) * math.exp(self.sigma**2 / 2.0)
 
 
-def _latency_histogram(rng: np.random.Generator, labels: Labels, observations: IntArray,
-                       mixture: Sequence[_Latency]) -> Histogram:
+def _latency_histogram(
+    rng: np.random.Generator, labels: Labels, observations: IntArray, mixture: Sequence[_Latency]
+) -> Histogram:
     """A histogram of ``observations`` (rows, steps) drawn from a latency mixture."""
     shape = observations.shape
     probs = np.zeros((*shape, len(BUCKETS_MS) + 1))
@@ -320,8 +334,11 @@ def _latency_histogram(rng: np.random.Generator, labels: Labels, observations: I
     uptime = rng.uniform(300, 3000, size=(shape[0],))
     start = np.round(increments.mean(axis=1) * uptime[:, None]).astype(np.int64)
     sum_start = sums.mean(axis=1) * uptime
-    return Histogram(labels, start[:, None, :] + np.cumsum(increments, axis=1),
-                     np.round(sum_start[:, None] + np.cumsum(sums, axis=1), 3))
+    return Histogram(
+        labels,
+        start[:, None, :] + np.cumsum(increments, axis=1),
+        np.round(sum_start[:, None] + np.cumsum(sums, axis=1), 3),
+    )
 
 
 def _stable_index(text: str, n: int) -> int:
@@ -358,8 +375,10 @@ _BACKLOG_MIX = (0.5, 0.1, 0.35, 0.0, 0.05)
 def controller(world: World) -> dict[str, Family]:
     rng = world.rng("controller")
     pods = _pods(world, "tenancy-controller")
-    tenant_pod = [pods[r][_stable_index(t, len(pods[r]))]
-                  for t, r in zip(world.tenant_ids, world.tenant_region.tolist(), strict=True)]
+    tenant_pod = [
+        pods[r][_stable_index(t, len(pods[r]))]
+        for t, r in zip(world.tenant_ids, world.tenant_region.tolist(), strict=True)
+    ]
     backlog = world.fault("reconcile_backlog")
     # Policy slowness reaches the controller later and weaker than the policy signals.
     downstream = world.fault("policy_timeout", _DOWNSTREAM_DELAY_S, ramp_s=600.0)
@@ -372,34 +391,46 @@ def controller(world: World) -> dict[str, Family]:
     background = rng.binomial(attempts, 0.0015 * flaky[:, None])
     from_backlog = rng.binomial(attempts, np.clip(0.25 * backlog * truth, 0.0, 1.0))
     from_policy = rng.binomial(attempts, np.clip(0.02 * downstream * region, 0.0, 1.0))
-    by_reason = (_split(rng, background, _BACKGROUND_RECONCILE_MIX)
-                 + _split(rng, from_backlog, _BACKLOG_MIX))
+    by_reason = _split(rng, background, _BACKGROUND_RECONCILE_MIX) + _split(
+        rng, from_backlog, _BACKLOG_MIX
+    )
     _add_old_failures(rng, by_reason, flaky, _BACKGROUND_RECONCILE_MIX)
     by_reason[..., RECONCILE_REASONS.index("policy_error")] += from_policy
-    labels = {"region": world.names(world.tenant_region), "tenant": list(world.tenant_ids),
-              "pod": tenant_pod}
+    labels = {
+        "region": world.names(world.tenant_region),
+        "tenant": list(world.tenant_ids),
+        "pod": tenant_pod,
+    }
     return {
         "reconcile_total": Series(labels, _counter(rng, attempts)),
-        "reconcile_failures_total": _sparse_counters(by_reason, labels, "reason",
-                                                     RECONCILE_REASONS),
+        "reconcile_failures_total": _sparse_counters(
+            by_reason, labels, "reason", RECONCILE_REASONS
+        ),
         **_controller_pods(world, rng, pods),
     }
 
 
-def _controller_pods(world: World, rng: np.random.Generator,
-                     pods: dict[int, list[str]]) -> dict[str, Family]:
+def _controller_pods(
+    world: World, rng: np.random.Generator, pods: dict[int, list[str]]
+) -> dict[str, Family]:
     region_idx = np.array([r for r, names in pods.items() for _ in names], dtype=np.int64)
-    labels = {"region": world.names(region_idx),
-              "pod": [name for names in pods.values() for name in names]}
+    labels = {
+        "region": world.names(region_idx),
+        "pod": [name for names in pods.values() for name in names],
+    }
     region = world.in_incident(region_idx)[:, None]
     backlog = world.fault("reconcile_backlog") * region
     downstream = world.fault("policy_timeout", _DOWNSTREAM_DELAY_S, ramp_s=600.0) * region
     minutes = world.elapsed_s() / 60.0
     # A backlog keeps growing while its cause lasts; a slow policy service only slows draining.
-    depth = (3.0 * world.diurnal[region_idx] + backlog * (120.0 + 8.0 * minutes)
-             + downstream * (8.0 + 0.4 * minutes))
-    throttled = _noisy_counts(rng, world.step_s * world.diurnal[region_idx]
-                              * (0.02 + 3.0 * backlog + 0.2 * downstream))
+    depth = (
+        3.0 * world.diurnal[region_idx]
+        + backlog * (120.0 + 8.0 * minutes)
+        + downstream * (8.0 + 0.4 * minutes)
+    )
+    throttled = _noisy_counts(
+        rng, world.step_s * world.diurnal[region_idx] * (0.02 + 3.0 * backlog + 0.2 * downstream)
+    )
     return {
         "queue_depth": Series(labels, _noisy_counts(rng, depth, cv=0.1).astype(np.float64)),
         "controller_throttled_total": Series(labels, _counter(rng, throttled)),
@@ -419,19 +450,23 @@ def webhook(world: World) -> dict[str, Family]:
     rng = world.rng("webhook")
     broken = set(world.scenario.truth.endpoints)
     storm = world.fault("webhook_storm")
-    hit = (world.in_incident(world.tenant_region)
-           & np.array([e in broken for e in world.tenant_endpoint], dtype=np.bool_))[:, None]
+    hit = (
+        world.in_incident(world.tenant_region)
+        & np.array([e in broken for e in world.tenant_endpoint], dtype=np.bool_)
+    )[:, None]
     # Failed deliveries are retried, so a storm also raises the attempt rate.
     load = world.tenant_load() * (1.0 + 1.5 * storm * hit)
     attempts = _noisy_counts(rng, 0.1 * world.step_s * load)
     flaky = _flakiness(rng, len(attempts))
     background = rng.binomial(attempts, 0.004 * flaky[:, None])
     from_storm = rng.binomial(attempts, np.clip(_STORM_FAILING * storm * hit, 0.0, 1.0))
-    by_code = (_split(rng, background, _BACKGROUND_WEBHOOK_MIX)
-               + _split(rng, from_storm, _STORM_MIX))
+    by_code = _split(rng, background, _BACKGROUND_WEBHOOK_MIX) + _split(rng, from_storm, _STORM_MIX)
     _add_old_failures(rng, by_code, flaky, _BACKGROUND_WEBHOOK_MIX)
-    labels = {"region": world.names(world.tenant_region), "tenant": list(world.tenant_ids),
-              "endpoint": list(world.tenant_endpoint)}
+    labels = {
+        "region": world.names(world.tenant_region),
+        "tenant": list(world.tenant_ids),
+        "endpoint": list(world.tenant_endpoint),
+    }
     # The dispatcher doubles its base backoff every few minutes of failures, up to 64 s.
     doublings = np.minimum(6.0, 1.0 + world.elapsed_s() / 300.0)
     backoff = np.tile(1.0 + storm * (2.0**doublings - 1.0), (len(world.regions), 1))
@@ -440,8 +475,9 @@ def webhook(world: World) -> dict[str, Family]:
         "webhook_deliveries_total": Series(labels, _counter(rng, attempts)),
         "webhook_failures_total": _sparse_counters(by_code, labels, "code", WEBHOOK_CODES),
         "webhook_latency_ms": _webhook_latency(world, rng, attempts),
-        "webhook_retry_backoff_seconds": Series({"region": list(world.regions)}, backoff,
-                                                integer=False),
+        "webhook_retry_backoff_seconds": Series(
+            {"region": list(world.regions)}, backoff, integer=False
+        ),
     }
 
 
@@ -454,8 +490,9 @@ def _endpoint_groups(world: World) -> dict[tuple[int, str], list[int]]:
         traffic: dict[str, float] = {}
         for i in members:
             traffic[endpoints[i]] = traffic.get(endpoints[i], 0.0) + float(world.weight[i])
-        named = set(SHARED_ENDPOINTS) | set(sorted(traffic, key=lambda e: -traffic[e])
-                                            [:_ENDPOINT_LABEL_LIMIT])
+        named = set(SHARED_ENDPOINTS) | set(
+            sorted(traffic, key=lambda e: -traffic[e])[:_ENDPOINT_LABEL_LIMIT]
+        )
         for i in members:
             groups.setdefault((r, endpoints[i] if endpoints[i] in named else "other"), []).append(i)
     return groups
@@ -474,8 +511,10 @@ def _webhook_latency(world: World, rng: np.random.Generator, attempts: IntArray)
         # Timed-out and refused deliveries: seconds, up to the dispatcher's 10 s timeout.
         _Latency(failing, 5000.0, 0.5),
     )
-    labels = {"region": [world.regions[r] for (r, _), _ in groups],
-              "endpoint": [e for (_, e), _ in groups]}
+    labels = {
+        "region": [world.regions[r] for (r, _), _ in groups],
+        "endpoint": [e for (_, e), _ in groups],
+    }
     return _latency_histogram(rng, labels, observations, mixture)
 
 
@@ -518,12 +557,15 @@ def policy(world: World) -> dict[str, Family]:
     # The heaviest tenants' large policies time out first and most.
     fault_p = slow * region * np.where(world.truth_tenant[rows.tenant], 0.35, 0.08)[:, None]
     from_fault = rng.binomial(evals, np.clip(fault_p, 0.0, 1.0))
-    by_reason = (_split(rng, background, _BACKGROUND_POLICY_MIX)
-                 + _split(rng, from_fault, _TIMEOUT_MIX))
+    by_reason = _split(rng, background, _BACKGROUND_POLICY_MIX) + _split(
+        rng, from_fault, _TIMEOUT_MIX
+    )
     _add_old_failures(rng, by_reason, flaky, _BACKGROUND_POLICY_MIX)
-    labels = {"region": world.names(world.tenant_region[rows.tenant]),
-              "tenant": [world.tenant_ids[i] for i in rows.tenant.tolist()],
-              "policy_id": [POLICIES[p][0] for p in rows.policy.tolist()]}
+    labels = {
+        "region": world.names(world.tenant_region[rows.tenant]),
+        "tenant": [world.tenant_ids[i] for i in rows.tenant.tolist()],
+        "policy_id": [POLICIES[p][0] for p in rows.policy.tolist()],
+    }
     evals_by_region = _region_sums(world, world.tenant_region[rows.tenant], evals)
     return {
         "policy_eval_total": Series(labels, _counter(rng, evals)),
@@ -534,8 +576,9 @@ def policy(world: World) -> dict[str, Family]:
     }
 
 
-def _policy_latency(world: World, rng: np.random.Generator, rows: _PolicyRows,
-                    evals: IntArray) -> Histogram:
+def _policy_latency(
+    world: World, rng: np.random.Generator, rows: _PolicyRows, evals: IntArray
+) -> Histogram:
     n_pol = len(POLICIES)
     region_idx = _per_region(world, n_pol)
     pol_idx = np.tile(np.arange(n_pol), len(world.regions))
@@ -543,11 +586,15 @@ def _policy_latency(world: World, rng: np.random.Generator, rows: _PolicyRows,
     np.add.at(observations, world.tenant_region[rows.tenant] * n_pol + rows.policy, evals)
     medians = np.array([_POLICY_MEDIAN_MS[POLICIES[p][1]] for p in pol_idx.tolist()])[:, None]
     slow_share = 0.6 * world.fault("policy_timeout") * world.in_incident(region_idx)[:, None]
-    mixture = (_Latency(1.0 - slow_share, medians, 0.6),
-               # Calls queued behind the slow policy service, up to the client's 2 s timeout.
-               _Latency(slow_share, 450.0, 0.8))
-    labels = {"region": world.names(region_idx),
-              "policy_id": [POLICIES[p][0] for p in pol_idx.tolist()]}
+    mixture = (
+        _Latency(1.0 - slow_share, medians, 0.6),
+        # Calls queued behind the slow policy service, up to the client's 2 s timeout.
+        _Latency(slow_share, 450.0, 0.8),
+    )
+    labels = {
+        "region": world.names(region_idx),
+        "policy_id": [POLICIES[p][0] for p in pol_idx.tolist()],
+    }
     return _latency_histogram(rng, labels, observations, mixture)
 
 
@@ -559,8 +606,13 @@ def _policy_cache(world: World, rng: np.random.Generator, evals_by_region: IntAr
     hits = rng.binomial(requests, np.clip(ratio, 0.0, 1.0))
     cache = np.empty((2 * len(world.regions), world.steps), dtype=np.int64)
     cache[0::2], cache[1::2] = hits, requests - hits
-    return Series({"region": world.names(_per_region(world, 2)),
-                   "result": ["hit", "miss"] * len(world.regions)}, _counter(rng, cache))
+    return Series(
+        {
+            "region": world.names(_per_region(world, 2)),
+            "result": ["hit", "miss"] * len(world.regions),
+        },
+        _counter(rng, cache),
+    )
 
 
 def _policy_service(world: World, rng: np.random.Generator) -> dict[str, Family]:
@@ -569,18 +621,28 @@ def _policy_service(world: World, rng: np.random.Generator) -> dict[str, Family]
     up_idx = _per_region(world, _POLICY_INSTANCES)
     # Scrapes of an overloaded service time out now and then: `up` flaps rather than dropping.
     flapping = rng.random((len(up_idx), world.steps)) < (
-        0.45 * world.fault("policy_timeout") * world.in_incident(up_idx)[:, None])
+        0.45 * world.fault("policy_timeout") * world.in_incident(up_idx)[:, None]
+    )
     return {
         "policy_version_info": Series(
-            {"region": world.names(_per_region(world, n_pol)),
-             "policy_id": [p for p, _, _ in info_rows], "kind": [k for _, k, _ in info_rows],
-             "version": [v for _, _, v in info_rows]},
-            np.ones((len(info_rows), world.steps))),
+            {
+                "region": world.names(_per_region(world, n_pol)),
+                "policy_id": [p for p, _, _ in info_rows],
+                "kind": [k for _, k, _ in info_rows],
+                "version": [v for _, _, v in info_rows],
+            },
+            np.ones((len(info_rows), world.steps)),
+        ),
         "policy_service_up": Series(
-            {"region": world.names(up_idx),
-             "instance": [f"policy-service-{i % _POLICY_INSTANCES}.policy.svc:8443"
-                          for i in range(len(up_idx))]},
-            (~flapping).astype(np.float64)),
+            {
+                "region": world.names(up_idx),
+                "instance": [
+                    f"policy-service-{i % _POLICY_INSTANCES}.policy.svc:8443"
+                    for i in range(len(up_idx))
+                ],
+            },
+            (~flapping).astype(np.float64),
+        ),
     }
 
 
@@ -593,8 +655,15 @@ _ROUTE_SHARE = (0.25, 0.40, 0.15, 0.12, 0.08)
 _ROUTE_MEDIAN_MS = (45.0, 20.0, 60.0, 70.0, 120.0)
 _BULK_SYNC = 4  # index of the bulk sync route in ROUTES: the one a misbehaving client floods
 _CLIENT_SHARE = (0.25, 0.15, 0.10, 0.10, 0.20, 0.10, 0.05, 0.05)
-_ERROR_P = {"400": 0.004, "404": 0.01, "409": 0.002, "429": 0.003,
-            "500": 0.0004, "502": 0.0002, "503": 0.0002}
+_ERROR_P = {
+    "400": 0.004,
+    "404": 0.01,
+    "409": 0.002,
+    "429": 0.003,
+    "500": 0.0004,
+    "502": 0.0002,
+    "503": 0.0002,
+}
 
 
 class _RouteRows(NamedTuple):
@@ -621,8 +690,9 @@ def _code_probabilities(route: int, extra_429: FloatArray) -> FloatArray:
 def api(world: World) -> dict[str, Family]:
     rng = world.rng("api")
     saturation = world.fault("rate_limit_saturation")
-    rows = _RouteRows(_per_region(world, len(ROUTES)),
-                      np.tile(np.arange(len(ROUTES)), len(world.regions)))
+    rows = _RouteRows(
+        _per_region(world, len(ROUTES)), np.tile(np.arange(len(ROUTES)), len(world.regions))
+    )
     incident = world.in_incident(rows.region)[:, None]
     base = (5.0 + 0.02 * world.region_weight())[rows.region][:, None] * world.diurnal[rows.region]
     mean = world.step_s * base * np.array(_ROUTE_SHARE)[rows.route][:, None]
@@ -633,8 +703,9 @@ def api(world: World) -> dict[str, Family]:
         extra_429 = 0.02 * saturation * incident[row, 0]
         by_code[row] = rng.multinomial(requests[row], _code_probabilities(route, extra_429))
     # The misbehaving client's bulk sync: extra calls, most of them rejected by the gateway.
-    flood = _noisy_counts(rng, mean * 4.0 * saturation * incident
-                          * (rows.route == _BULK_SYNC)[:, None])
+    flood = _noisy_counts(
+        rng, mean * 4.0 * saturation * incident * (rows.route == _BULK_SYNC)[:, None]
+    )
     flood_429 = rng.binomial(flood, 0.6)
     ordinary_429 = _region_sums(world, rows.region, by_code[..., HTTP_CODES.index("429")])
     ok_code = np.argmax(by_code.sum(axis=1), axis=1)
@@ -643,11 +714,14 @@ def api(world: World) -> dict[str, Family]:
     return {
         **_http_counters(world, rng, rows, by_code),
         "http_request_duration_ms": _api_latency(world, rng, rows, by_code),
-        "gateway_throttled_total": _gateway(world, rng, ordinary_429,
-                                            _region_sums(world, rows.region, flood_429)),
+        "gateway_throttled_total": _gateway(
+            world, rng, ordinary_429, _region_sums(world, rows.region, flood_429)
+        ),
         "gateway_rate_limit_burst_multiplier": Series(
-            {"region": list(world.regions)}, np.ones((len(world.regions), world.steps)),
-            integer=False),
+            {"region": list(world.regions)},
+            np.ones((len(world.regions), world.steps)),
+            integer=False,
+        ),
     }
 
 
@@ -656,31 +730,40 @@ def _by_path(world: World, rows: _RouteRows, values: IntArray) -> tuple[IntArray
     path = np.array([PATHS.index(ROUTES[r][0]) for r in rows.route.tolist()], dtype=np.int64)
     out = np.zeros((len(world.regions) * len(PATHS), *values.shape[1:]), dtype=np.int64)
     np.add.at(out, rows.region * len(PATHS) + path, values)
-    labels = {"region": [r for r in world.regions for _ in PATHS],
-              "route": list(PATHS) * len(world.regions)}
+    labels = {
+        "region": [r for r in world.regions for _ in PATHS],
+        "route": list(PATHS) * len(world.regions),
+    }
     return out, labels
 
 
-def _http_counters(world: World, rng: np.random.Generator, rows: _RouteRows,
-                   by_code: IntArray) -> dict[str, Family]:
-    labels = {"region": world.names(rows.region),
-              "route": [ROUTES[r][0] for r in rows.route.tolist()],
-              "method": [ROUTES[r][1] for r in rows.route.tolist()]}
+def _http_counters(
+    world: World, rng: np.random.Generator, rows: _RouteRows, by_code: IntArray
+) -> dict[str, Family]:
+    labels = {
+        "region": world.names(rows.region),
+        "route": [ROUTES[r][0] for r in rows.route.tolist()],
+        "method": [ROUTES[r][1] for r in rows.route.tolist()],
+    }
     requests = _with_uptime(rng, by_code)
     errors, error_labels = _by_path(world, rows, requests)
     errors[..., [i for i, c in enumerate(HTTP_CODES) if int(c) < 400]] = 0
-    return {"http_requests_total": _sparse_counters(requests, labels, "code", HTTP_CODES),
-            "http_errors_total": _sparse_counters(errors, error_labels, "code", HTTP_CODES)}
+    return {
+        "http_requests_total": _sparse_counters(requests, labels, "code", HTTP_CODES),
+        "http_errors_total": _sparse_counters(errors, error_labels, "code", HTTP_CODES),
+    }
 
 
-def _api_latency(world: World, rng: np.random.Generator, rows: _RouteRows,
-                 by_code: IntArray) -> Histogram:
+def _api_latency(
+    world: World, rng: np.random.Generator, rows: _RouteRows, by_code: IntArray
+) -> Histogram:
     # The gateway answers 429 itself, so the backend only times the rest.
     served = by_code.sum(axis=2) - by_code[..., HTTP_CODES.index("429")]
     observations, labels = _by_path(world, rows, served)
     path_region = np.arange(len(observations)) // len(PATHS)
-    slower = 1.0 + 0.2 * world.fault("rate_limit_saturation") * world.in_incident(path_region)[
-        :, None]
+    slower = (
+        1.0 + 0.2 * world.fault("rate_limit_saturation") * world.in_incident(path_region)[:, None]
+    )
     mixture = []
     for route, median in enumerate(_ROUTE_MEDIAN_MS):
         # Each method of a path is one component, weighted by its share of the path's calls.
@@ -689,8 +772,7 @@ def _api_latency(world: World, rng: np.random.Generator, rows: _RouteRows,
     return _latency_histogram(rng, labels, observations, mixture)
 
 
-def _gateway(world: World, rng: np.random.Generator, ordinary: IntArray,
-             flood: IntArray) -> Series:
+def _gateway(world: World, rng: np.random.Generator, ordinary: IntArray, flood: IntArray) -> Series:
     """429s by client: ordinary rejections spread over all clients, the flood on its culprits.
 
     Both arguments are (regions, steps) counts of rejected calls.
@@ -735,21 +817,24 @@ def lifecycle(world: World) -> dict[str, Family]:
     return {
         "lifecycle_jobs_total": Series(
             {"region": world.names(region_idx), "job_type": [types[t] for t in type_idx.tolist()]},
-            _counter(rng, jobs)),
+            _counter(rng, jobs),
+        ),
         "lifecycle_job_failures_total": _job_failures(world, rng, rows, jobs),
         "lifecycle_jobs_in_progress": _jobs_in_progress(world, rng, rows),
         "migration_replication_lag_seconds": _replication_lag(world, rng),
     }
 
 
-def _background_job_failures(world: World, rng: np.random.Generator, rows: _JobRows,
-                             jobs: IntArray) -> Iterator[tuple[tuple[int, str, str], int]]:
+def _background_job_failures(
+    world: World, rng: np.random.Generator, rows: _JobRows, jobs: IntArray
+) -> Iterator[tuple[tuple[int, str, str], int]]:
     """((tenant, job type, step), scrape) of each rare failure a healthy fleet has."""
     types = tuple(JOB_STEPS)
     failed = rng.binomial(jobs, 0.0003)
     # A few failed before the history began, so the counter exists on a healthy day too.
-    populated = np.flatnonzero(np.bincount(world.tenant_region,
-                                           minlength=len(world.regions))[rows.region] > 0)
+    populated = np.flatnonzero(
+        np.bincount(world.tenant_region, minlength=len(world.regions))[rows.region] > 0
+    )
     failed[rng.choice(populated, size=min(2, len(populated)), replace=False), 0] += 1
     for row, step in zip(*np.nonzero(failed), strict=True):
         members = np.flatnonzero(world.tenant_region == rows.region[row])
@@ -760,8 +845,7 @@ def _background_job_failures(world: World, rng: np.random.Generator, rows: _JobR
             yield (tenant, job_type, str(rng.choice(JOB_STEPS[job_type]))), int(step)
 
 
-def _job_failures(world: World, rng: np.random.Generator, rows: _JobRows,
-                  jobs: IntArray) -> Series:
+def _job_failures(world: World, rng: np.random.Generator, rows: _JobRows, jobs: IntArray) -> Series:
     failures: dict[tuple[int, str, str], IntArray] = {}  # (tenant, type, step) -> increments
     for key, step in _background_job_failures(world, rng, rows, jobs):
         failures.setdefault(key, np.zeros(world.steps, dtype=np.int64))[step] += 1
@@ -770,34 +854,48 @@ def _job_failures(world: World, rng: np.random.Generator, rows: _JobRows,
         for tenant in np.flatnonzero(world.truth_tenant).tolist():
             tries = (rng.random(world.steps) < 0.1) & world.during_incident()
             failures.setdefault((tenant, *_STUCK_STEP), np.zeros(world.steps, dtype=np.int64))[
-                tries] += 1
+                tries
+            ] += 1
     keys = sorted(failures)
     values = np.zeros((len(keys), world.steps))
     if keys:
         values = np.cumsum(np.stack([failures[k] for k in keys]), axis=1).astype(np.float64)
     values[values == 0] = np.nan
-    labels = {"region": [world.regions[world.tenant_region[t]] for t, _, _ in keys],
-              "tenant": [world.tenant_ids[t] for t, _, _ in keys],
-              "job_type": [j for _, j, _ in keys], "step": [s for _, _, s in keys]}
+    labels = {
+        "region": [world.regions[world.tenant_region[t]] for t, _, _ in keys],
+        "tenant": [world.tenant_ids[t] for t, _, _ in keys],
+        "job_type": [j for _, j, _ in keys],
+        "step": [s for _, _, s in keys],
+    }
     return Series(labels, values)
 
 
 def _jobs_in_progress(world: World, rng: np.random.Generator, rows: _JobRows) -> Series:
     types = tuple(JOB_STEPS)
-    cells = [(r, types[t], step, rate) for r, t, rate in
-             zip(rows.region.tolist(), rows.job_type.tolist(), rows.per_s.tolist(), strict=True)
-             for step in JOB_STEPS[types[t]]]
+    cells = [
+        (r, types[t], step, rate)
+        for r, t, rate in zip(
+            rows.region.tolist(), rows.job_type.tolist(), rows.per_s.tolist(), strict=True
+        )
+        for step in JOB_STEPS[types[t]]
+    ]
     # Steps take seconds, so a healthy step is mostly empty at a scrape: that keeps "in a step
     # for 30 min" meaning stuck rather than merely busy.
     means = np.array([min(0.6, rate * 3.0) for *_, rate in cells])[:, None]
     values = rng.poisson(np.broadcast_to(means, (len(cells), world.steps))).astype(np.float64)
     if world.scenario.truth.pattern == "migration_hang":
-        stuck = [i for i, (r, t, s, _) in enumerate(cells)
-                 if r == world.incident and (t, s) == _STUCK_STEP]
+        stuck = [
+            i
+            for i, (r, t, s, _) in enumerate(cells)
+            if r == world.incident and (t, s) == _STUCK_STEP
+        ]
         held = world.during_incident()
         values[stuck, :] = np.where(held, len(world.scenario.truth.job_ids), values[stuck, :])
-    labels = {"region": [world.regions[r] for r, *_ in cells],
-              "job_type": [t for _, t, _, _ in cells], "step": [s for _, _, s, _ in cells]}
+    labels = {
+        "region": [world.regions[r] for r, *_ in cells],
+        "job_type": [t for _, t, _, _ in cells],
+        "step": [s for _, _, s, _ in cells],
+    }
     return Series(labels, values)
 
 
@@ -814,13 +912,15 @@ def _replication_lag(world: World, rng: np.random.Generator) -> Series:
             earliest = 0 if n else max(0, world.steps - length - recent)
             begin = int(rng.integers(earliest, max(earliest + 1, world.steps - length)))
             lag = np.full(world.steps, np.nan)
-            window = lag[begin:begin + length]
+            window = lag[begin : begin + length]
             window[:] = 2.0 + rng.gamma(2.0, 2.5, size=len(window))
             rows.append((tenant, lag))
     if world.scenario.truth.pattern == "migration_hang":
         rows.extend(_hung_lag(world, rng))
-    labels = {"region": [world.regions[world.tenant_region[t]] for t, _ in rows],
-              "tenant": [world.tenant_ids[t] for t, _ in rows]}
+    labels = {
+        "region": [world.regions[world.tenant_region[t]] for t, _ in rows],
+        "tenant": [world.tenant_ids[t] for t, _ in rows],
+    }
     values = np.stack([lag for _, lag in rows]) if rows else np.zeros((0, world.steps))
     return Series(labels, np.round(values, 2), integer=False)
 
@@ -841,7 +941,12 @@ def _hung_lag(world: World, rng: np.random.Generator) -> Iterator[tuple[int, Flo
 # Writing
 # ---------------------------------------------------------------------------------------------
 SIMULATORS: tuple[Callable[[World], dict[str, Family]], ...] = (
-    controller, webhook, policy, api, lifecycle)
+    controller,
+    webhook,
+    policy,
+    api,
+    lifecycle,
+)
 
 
 def simulate(scenario: Scenario) -> dict[str, Family]:
@@ -853,8 +958,9 @@ def simulate(scenario: Scenario) -> dict[str, Family]:
     return families
 
 
-def write_openmetrics(scenario: Scenario, out: Path,
-                      signals: Signals | None = None) -> HistoryStats:
+def write_openmetrics(
+    scenario: Scenario, out: Path, signals: Signals | None = None
+) -> HistoryStats:
     """Write the scenario's Prometheus history for ``promtool tsdb create-blocks-from``."""
     began = time.perf_counter()
     mapping = signals if signals is not None else signals_module.load()
@@ -875,12 +981,15 @@ def write_openmetrics(scenario: Scenario, out: Path,
             f.write("# EOF\n")
         partial.replace(out)
     except OSError as e:
-        raise SandboxError(f"cannot write the metric history {out} ({e.strerror}); "
-                           "check that its directory is writable and has space") from e
+        raise SandboxError(
+            f"cannot write the metric history {out} ({e.strerror}); "
+            "check that its directory is writable and has space"
+        ) from e
     finally:
         partial.unlink(missing_ok=True)
-    return HistoryStats(writer.series, writer.samples, out.stat().st_size,
-                        time.perf_counter() - began)
+    return HistoryStats(
+        writer.series, writer.samples, out.stat().st_size, time.perf_counter() - began
+    )
 
 
 def _escape(value: str) -> str:
@@ -892,8 +1001,11 @@ def _family_header(name: str, metric_type: str) -> tuple[str, str]:
     if metric_type == "counter":
         # OpenMetrics counters are family ``x`` with samples ``x_total``; a counter the mapping
         # names without ``_total`` can only be written as ``unknown`` without renaming it.
-        return (name.removesuffix("_total"), "counter") if name.endswith("_total") else (
-            name, "unknown")
+        return (
+            (name.removesuffix("_total"), "counter")
+            if name.endswith("_total")
+            else (name, "unknown")
+        )
     if metric_type == "gauge" and name.endswith("_info"):
         # A constant-1 gauge named ``*_info`` is what OpenMetrics calls an info metric.
         return name.removesuffix("_info"), "info"
@@ -937,17 +1049,26 @@ class _Writer:
         names = [self.mapping.label(k) for k in metric.labels]
         columns = [labels[k] for k in metric.labels]
         rows = len(columns[0]) if columns else 0
-        return [",".join([*fixed, *(f'{n}="{_escape(col[i])}"'
-                                    for n, col in zip(names, columns, strict=True))])
-                for i in range(rows)]
+        return [
+            ",".join(
+                [
+                    *fixed,
+                    *(f'{n}="{_escape(col[i])}"' for n, col in zip(names, columns, strict=True)),
+                ]
+            )
+            for i in range(rows)
+        ]
 
     def _series(self, f: TextIO, name: str, label_sets: Sequence[str], data: Series) -> None:
         for labels, row in zip(label_sets, data.values, strict=True):
             present = ~np.isnan(row)
             if not present.any():
                 continue
-            values = (row[present].astype(np.int64).tolist() if data.integer
-                      else np.round(row[present], 6).tolist())
+            values = (
+                row[present].astype(np.int64).tolist()
+                if data.integer
+                else np.round(row[present], 6).tolist()
+            )
             suffixes = [s for s, p in zip(self.suffixes, present.tolist(), strict=True) if p]
             head = f"{name}{{{labels}}} "
             # Whole rows at once: formatting is most of the cost at 10,000 tenants.
@@ -955,8 +1076,7 @@ class _Writer:
             self.series += 1
             self.samples += len(values)
 
-    def _histogram(self, f: TextIO, name: str, label_sets: Sequence[str],
-                   data: Histogram) -> None:
+    def _histogram(self, f: TextIO, name: str, label_sets: Sequence[str], data: Histogram) -> None:
         bounds = [*map(str, BUCKETS_MS), "+Inf"]
         for labels, counts, sums in zip(label_sets, data.counts, data.sums, strict=True):
             sep = "," if labels else ""
@@ -965,8 +1085,7 @@ class _Writer:
             cumulative = np.cumsum(counts, axis=1).tolist()
             lines: list[str] = []
             # One MetricPoint (every bucket, the sum, the count) per scrape, in time order.
-            for by_le, total, suffix in zip(cumulative, sums.tolist(), self.suffixes,
-                                            strict=True):
+            for by_le, total, suffix in zip(cumulative, sums.tolist(), self.suffixes, strict=True):
                 lines.extend(h + str(v) + suffix for h, v in zip(heads, by_le, strict=True))
                 lines.append(sum_head + repr(total) + suffix)
                 lines.append(count_head + str(by_le[-1]) + suffix)

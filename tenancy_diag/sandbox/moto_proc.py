@@ -60,8 +60,11 @@ def start_moto(folder: Path, timeout_s: float = 60.0) -> MotoProcess:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", "0"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     try:
         url = _wait_for_url(proc.pid, log, timeout_s)
@@ -130,8 +133,9 @@ def fill_queues(endpoint_url: str, scenario: Scenario, signals: Signals) -> dict
 
 def _create_pair(client: SQSClient, dlq: str, source: str) -> str:
     dlq_url = client.create_queue(QueueName=dlq)["QueueUrl"]
-    arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = {"deadLetterTargetArn": arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
     client.create_queue(QueueName=source, Attributes={"RedrivePolicy": json.dumps(redrive)})
     return dlq_url

@@ -51,54 +51,106 @@ _NOISE: dict[str, tuple[Template, ...]] = {
         (8, "DEBUG", "work queue sampled", "queue_depth={small}"),
         (3, "INFO", "leader lease renewed", "lease=tenancy-controller holder={pod}"),
         (4, "WARN", "reconcile requeued", "tenant={tenant} reason=conflict backoff={backoff}"),
-        (0.4, "ERROR", "reconcile failed",
-         'tenant={tenant} reason=conflict err="Operation cannot be fulfilled on '
-         'tenants.tenancy.io \\"{tenant}\\": the object has been modified"'),
-        (0.2, "ERROR", "reconcile failed",
-         'tenant={tenant} reason=internal err="unexpected EOF reading from {ip}:6443"'),
+        (
+            0.4,
+            "ERROR",
+            "reconcile failed",
+            'tenant={tenant} reason=conflict err="Operation cannot be fulfilled on '
+            'tenants.tenancy.io \\"{tenant}\\": the object has been modified"',
+        ),
+        (
+            0.2,
+            "ERROR",
+            "reconcile failed",
+            'tenant={tenant} reason=internal err="unexpected EOF reading from {ip}:6443"',
+        ),
     ),
     "tenancy-webhook-dispatcher": (
-        (50, "INFO", "webhook delivered",
-         "tenant={tenant} endpoint={endpoint} event_type={event} code=200 latency_ms={ms}"),
-        (25, "DEBUG", "delivery scheduled",
-         "tenant={tenant} endpoint={endpoint} event_type={event} sequence={seq}"),
-        (4, "WARN", "webhook retry scheduled",
-         "tenant={tenant} endpoint={endpoint} attempt=2 backoff={backoff}"),
-        (0.5, "ERROR", "webhook delivery failed",
-         'tenant={tenant} endpoint={endpoint} code=502 attempt=1 sequence={seq} '
-         'err="upstream returned 502"'),
+        (
+            50,
+            "INFO",
+            "webhook delivered",
+            "tenant={tenant} endpoint={endpoint} event_type={event} code=200 latency_ms={ms}",
+        ),
+        (
+            25,
+            "DEBUG",
+            "delivery scheduled",
+            "tenant={tenant} endpoint={endpoint} event_type={event} sequence={seq}",
+        ),
+        (
+            4,
+            "WARN",
+            "webhook retry scheduled",
+            "tenant={tenant} endpoint={endpoint} attempt=2 backoff={backoff}",
+        ),
+        (
+            0.5,
+            "ERROR",
+            "webhook delivery failed",
+            "tenant={tenant} endpoint={endpoint} code=502 attempt=1 sequence={seq} "
+            'err="upstream returned 502"',
+        ),
     ),
     "tenancy-policy-client": (
-        (50, "INFO", "policy evaluated",
-         "tenant={tenant} policy_id={policy} decision=allow latency_ms={small}"),
+        (
+            50,
+            "INFO",
+            "policy evaluated",
+            "tenant={tenant} policy_id={policy} decision=allow latency_ms={small}",
+        ),
         (30, "DEBUG", "policy cache hit", "tenant={tenant} policy_id={policy}"),
         (4, "DEBUG", "policy cache miss", "tenant={tenant} policy_id={policy}"),
         (1, "INFO", "policy bundle loaded", "policy_id={policy} version={version}"),
         (2, "WARN", "policy evaluation slow", "tenant={tenant} policy_id={policy} latency_ms={ms}"),
-        (0.3, "ERROR", "policy evaluation failed",
-         'tenant={tenant} policy_id={policy} reason=invalid_policy '
-         'err="rule {small} references unknown attribute"'),
+        (
+            0.3,
+            "ERROR",
+            "policy evaluation failed",
+            "tenant={tenant} policy_id={policy} reason=invalid_policy "
+            'err="rule {small} references unknown attribute"',
+        ),
     ),
     "tenancy-api": (
-        (60, "INFO", "request served",
-         "tenant={tenant} client_id={client} method={method} route={route} code=200 "
-         "duration_ms={ms}"),
+        (
+            60,
+            "INFO",
+            "request served",
+            "tenant={tenant} client_id={client} method={method} route={route} code=200 "
+            "duration_ms={ms}",
+        ),
         (15, "DEBUG", "token validated", "client_id={client} scopes=tenants:read"),
-        (3, "WARN", "request throttled",
-         "tenant={tenant} client_id={client} method={method} route={route} code=429"),
-        (0.4, "ERROR", "request failed",
-         'tenant={tenant} client_id={client} method={method} route={route} code=500 '
-         'err="context deadline exceeded after {ms}ms"'),
+        (
+            3,
+            "WARN",
+            "request throttled",
+            "tenant={tenant} client_id={client} method={method} route={route} code=429",
+        ),
+        (
+            0.4,
+            "ERROR",
+            "request failed",
+            "tenant={tenant} client_id={client} method={method} route={route} code=500 "
+            'err="context deadline exceeded after {ms}ms"',
+        ),
     ),
     "tenancy-lifecycle": (
-        (40, "INFO", "job step completed",
-         "tenant={tenant} job_id={job} job_type={job_type} step={step} duration_ms={ms}"),
+        (
+            40,
+            "INFO",
+            "job step completed",
+            "tenant={tenant} job_id={job} job_type={job_type} step={step} duration_ms={ms}",
+        ),
         (30, "DEBUG", "job heartbeat", "tenant={tenant} job_id={job} step={step}"),
         (8, "INFO", "job started", "tenant={tenant} job_id={job} job_type={job_type}"),
         (2, "WARN", "job step retried", "tenant={tenant} job_id={job} step={step} attempt=2"),
-        (0.3, "ERROR", "job step failed",
-         'tenant={tenant} job_id={job} job_type={job_type} step={step} '
-         'err="lock held by another worker"'),
+        (
+            0.3,
+            "ERROR",
+            "job step failed",
+            "tenant={tenant} job_id={job} job_type={job_type} step={step} "
+            'err="lock held by another worker"',
+        ),
     ),
 }
 
@@ -107,68 +159,128 @@ _NOISE: dict[str, tuple[Template, ...]] = {
 _INCIDENT: dict[str, dict[str, tuple[Template, ...]]] = {
     "reconcile_backlog": {
         "tenancy-controller": (
-            (40, "ERROR", "reconcile failed",
-             'tenant={tenant} reason=throttled err="client-side rate limiter: wait of {ms}ms '
-             'exceeds deadline"'),
-            (30, "ERROR", "reconcile failed",
-             'tenant={tenant} reason=policy_error err="policy service timeout after 2000ms"'),
+            (
+                40,
+                "ERROR",
+                "reconcile failed",
+                'tenant={tenant} reason=throttled err="client-side rate limiter: wait of {ms}ms '
+                'exceeds deadline"',
+            ),
+            (
+                30,
+                "ERROR",
+                "reconcile failed",
+                'tenant={tenant} reason=policy_error err="policy service timeout after 2000ms"',
+            ),
             (10, "WARN", "work queue depth high", "queue_depth={deep} threshold=100"),
             (8, "WARN", "reconcile requeued", "tenant={tenant} reason=throttled backoff={backoff}"),
         ),
     },
     "webhook_storm": {
         "tenancy-webhook-dispatcher": (
-            (50, "ERROR", "webhook delivery failed",
-             'tenant={tenant} endpoint={endpoint} code=503 attempt={attempt} sequence={seq} '
-             'err="upstream returned 503"'),
-            (25, "ERROR", "webhook delivery failed",
-             'tenant={tenant} endpoint={endpoint} code=timeout attempt={attempt} sequence={seq} '
-             'err="no response within 10000ms"'),
-            (10, "ERROR", "webhook delivery failed",
-             'tenant={tenant} endpoint={endpoint} code=connection_refused attempt={attempt} '
-             'sequence={seq} err="dial tcp {ip}:443: connect: connection refused"'),
-            (10, "WARN", "webhook moved to dead-letter queue",
-             "tenant={tenant} endpoint={endpoint} sequence={seq} attempts=5"),
+            (
+                50,
+                "ERROR",
+                "webhook delivery failed",
+                "tenant={tenant} endpoint={endpoint} code=503 attempt={attempt} sequence={seq} "
+                'err="upstream returned 503"',
+            ),
+            (
+                25,
+                "ERROR",
+                "webhook delivery failed",
+                "tenant={tenant} endpoint={endpoint} code=timeout attempt={attempt} sequence={seq} "
+                'err="no response within 10000ms"',
+            ),
+            (
+                10,
+                "ERROR",
+                "webhook delivery failed",
+                "tenant={tenant} endpoint={endpoint} code=connection_refused attempt={attempt} "
+                'sequence={seq} err="dial tcp {ip}:443: connect: connection refused"',
+            ),
+            (
+                10,
+                "WARN",
+                "webhook moved to dead-letter queue",
+                "tenant={tenant} endpoint={endpoint} sequence={seq} attempts=5",
+            ),
         ),
     },
     "policy_timeout": {
         "tenancy-policy-client": (
-            (50, "ERROR", "policy evaluation failed",
-             'tenant={tenant} policy_id={policy} reason=timeout '
-             'err="policy service timeout after 2000ms"'),
-            (15, "ERROR", "policy evaluation failed",
-             'tenant={tenant} policy_id={policy} reason=unavailable '
-             'err="dial tcp {ip}:8443: connect: connection refused"'),
+            (
+                50,
+                "ERROR",
+                "policy evaluation failed",
+                "tenant={tenant} policy_id={policy} reason=timeout "
+                'err="policy service timeout after 2000ms"',
+            ),
+            (
+                15,
+                "ERROR",
+                "policy evaluation failed",
+                "tenant={tenant} policy_id={policy} reason=unavailable "
+                'err="dial tcp {ip}:8443: connect: connection refused"',
+            ),
             (15, "WARN", "policy cache miss", "tenant={tenant} policy_id={policy}"),
         ),
         "tenancy-controller": (
-            (50, "ERROR", "reconcile failed",
-             'tenant={tenant} reason=policy_error err="policy service timeout after 2000ms"'),
-            (10, "WARN", "reconcile requeued",
-             "tenant={tenant} reason=policy_error backoff={backoff}"),
+            (
+                50,
+                "ERROR",
+                "reconcile failed",
+                'tenant={tenant} reason=policy_error err="policy service timeout after 2000ms"',
+            ),
+            (
+                10,
+                "WARN",
+                "reconcile requeued",
+                "tenant={tenant} reason=policy_error backoff={backoff}",
+            ),
         ),
     },
     "rate_limit_saturation": {
         "tenancy-api": (
-            (60, "ERROR", "request throttled",
-             'tenant={tenant} client_id={client} method=POST route=/tenants:bulkSync code=429 '
-             'err="rate limit exceeded: burst of {burst} requests used"'),
-            (15, "ERROR", "request throttled",
-             'tenant={tenant} client_id={client} method=PATCH route=/tenants/{{id}} code=429 '
-             'err="rate limit exceeded: burst of {burst} requests used"'),
+            (
+                60,
+                "ERROR",
+                "request throttled",
+                "tenant={tenant} client_id={client} method=POST route=/tenants:bulkSync code=429 "
+                'err="rate limit exceeded: burst of {burst} requests used"',
+            ),
+            (
+                15,
+                "ERROR",
+                "request throttled",
+                "tenant={tenant} client_id={client} method=PATCH route=/tenants/{{id}} code=429 "
+                'err="rate limit exceeded: burst of {burst} requests used"',
+            ),
             (10, "WARN", "client over quota", "client_id={client} requests_per_s={deep}"),
         ),
     },
     "migration_hang": {
         "tenancy-lifecycle": (
-            (40, "WARN", "step stuck",
-             "tenant={tenant} job_id={job} job_type=migrate step=verify_checksums "
-             "stuck_for={stuck}"),
-            (30, "WARN", "replication lag",
-             "tenant={tenant} job_id={job} step=verify_checksums lag_s={lag}"),
-            (10, "ERROR", "job step failed",
-             'tenant={tenant} job_id={job} job_type=migrate step=verify_checksums '
-             'err="checksum verification made no progress for {stuck}"'),
+            (
+                40,
+                "WARN",
+                "step stuck",
+                "tenant={tenant} job_id={job} job_type=migrate step=verify_checksums "
+                "stuck_for={stuck}",
+            ),
+            (
+                30,
+                "WARN",
+                "replication lag",
+                "tenant={tenant} job_id={job} step=verify_checksums lag_s={lag}",
+            ),
+            (
+                10,
+                "ERROR",
+                "job step failed",
+                "tenant={tenant} job_id={job} job_type=migrate step=verify_checksums "
+                'err="checksum verification made no progress for {stuck}"',
+            ),
         ),
     },
 }
@@ -177,13 +289,16 @@ _INCIDENT: dict[str, dict[str, tuple[Template, ...]]] = {
 _LEAKS: dict[str, tuple[str, str]] = {
     "bearer_token": ("upstream call failed", 'target=admin-api {carrier} err="401 Unauthorized"'),
     "aws_access_key_id": (
-        "snapshot upload failed", '{carrier} bucket=tenancy-snapshots err="AccessDenied"'
+        "snapshot upload failed",
+        '{carrier} bucket=tenancy-snapshots err="AccessDenied"',
     ),
     "aws_secret_access_key": (
-        "credentials refresh failed", '{carrier} err="ExpiredToken (security token expired)"'
+        "credentials refresh failed",
+        '{carrier} err="ExpiredToken (security token expired)"',
     ),
     "webhook_signing_secret": (
-        "webhook signature mismatch", '{carrier} endpoint={endpoint} err="signature differs"'
+        "webhook signature mismatch",
+        '{carrier} endpoint={endpoint} err="signature differs"',
     ),
     "url_password": ("database connection failed", '{carrier} err="connection reset by peer"'),
 }
@@ -320,20 +435,29 @@ class _Values:
             itertools.accumulate(1 / math.sqrt(i + 1) for i in range(len(self._truth_tenants)))
         )
         self._getters: dict[str, Callable[[], object]] = {
-            "tenant": self._tenant, "endpoint": self._endpoint, "client": self._client,
-            "job": self._job, "pod": lambda: pod.name, "ip": self._ip,
+            "tenant": self._tenant,
+            "endpoint": self._endpoint,
+            "client": self._client,
+            "job": self._job,
+            "pod": lambda: pod.name,
+            "ip": self._ip,
             "ms": lambda: int(rng.lognormvariate(4.0, 0.8)) + 1,
-            "small": lambda: rng.randint(1, 40), "deep": lambda: rng.randint(150, 5000),
-            "gen": lambda: rng.randint(1, 300), "seq": lambda: rng.randint(10_000, 99_999),
-            "attempt": lambda: rng.randint(1, 5), "burst": lambda: rng.choice((200, 400)),
+            "small": lambda: rng.randint(1, 40),
+            "deep": lambda: rng.randint(150, 5000),
+            "gen": lambda: rng.randint(1, 300),
+            "seq": lambda: rng.randint(10_000, 99_999),
+            "attempt": lambda: rng.randint(1, 5),
+            "burst": lambda: rng.choice((200, 400)),
             "backoff": lambda: f"{rng.choice((1, 2, 4, 8, 16))}s",
             "event": lambda: rng.choice(("tenant.updated", "tenant.created", "member.added")),
             "policy": lambda: rng.choice(POLICIES)[0],
             "version": lambda: rng.choice(POLICIES)[2],
-            "method": lambda: rng.choice(ROUTES)[1], "route": lambda: rng.choice(ROUTES)[0],
+            "method": lambda: rng.choice(ROUTES)[1],
+            "route": lambda: rng.choice(ROUTES)[0],
             "job_type": lambda: rng.choice(("provision", "migrate", "suspend", "delete")),
             "step": lambda: rng.choice(("allocate", "copy_data", "switch_dns", "cleanup")),
-            "stuck": self._stuck, "lag": lambda: rng.randint(90, 2400),
+            "stuck": self._stuck,
+            "lag": lambda: rng.randint(90, 2400),
         }
 
     def __getitem__(self, key: str) -> object:
@@ -389,4 +513,3 @@ class _Values:
         start = self.scenario.truth.incident_start or self.scenario.start
         minutes = max(1, int((self.moment - start.timestamp()) // 60))
         return f"{minutes}m"
-

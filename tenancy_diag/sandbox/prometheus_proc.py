@@ -50,8 +50,12 @@ class PrometheusProcess:
     def __enter__(self) -> PrometheusProcess:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -76,12 +80,20 @@ def backfill(openmetrics: Path, data_dir: Path) -> None:
     if any(data_dir.iterdir()):
         # A second backfill would add overlapping blocks: every sample twice on disk.
         raise SandboxError(f"{data_dir} already holds data; backfill into an empty folder")
-    command = [_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-               f"--max-block-duration={MAX_BLOCK_DURATION}", "--quiet",
-               str(openmetrics), str(data_dir)]
+    command = [
+        _binary("promtool"),
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        f"--max-block-duration={MAX_BLOCK_DURATION}",
+        "--quiet",
+        str(openmetrics),
+        str(data_dir),
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              timeout=BACKFILL_TIMEOUT_S)
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=BACKFILL_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as e:
         raise SandboxError(
             f"promtool did not finish backfilling {openmetrics} in {BACKFILL_TIMEOUT_S:.0f} s; "
@@ -114,21 +126,32 @@ def _write_config(workdir: Path, rule_files: Sequence[Path]) -> Path:
     return path
 
 
-def start_prometheus(data_dir: Path, workdir: Path, rule_files: Sequence[Path] = (),
-                     port: int = 0) -> PrometheusProcess:
+def start_prometheus(
+    data_dir: Path, workdir: Path, rule_files: Sequence[Path] = (), port: int = 0
+) -> PrometheusProcess:
     """Serve ``data_dir`` on 127.0.0.1 (a free port when ``port`` is 0) once it is ready."""
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = _write_config(workdir, rule_files)
     port = port or _free_port()
     log = workdir / "prometheus.log"
-    command = [_binary("prometheus"), f"--config.file={config}",
-               f"--storage.tsdb.path={data_dir}", f"--storage.tsdb.retention.time={RETENTION}",
-               f"--web.listen-address={HOST}:{port}"]
+    command = [
+        _binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--storage.tsdb.retention.time={RETENTION}",
+        f"--web.listen-address={HOST}:{port}",
+    ]
     with log.open("ab") as out:
         # A session of its own, so a Ctrl-C meant for the caller does not kill it half-way.
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            start_new_session=True,
+        )
     prometheus = PrometheusProcess(process.pid, f"http://{HOST}:{port}", data_dir, log)
     try:
         _wait_ready(prometheus, log)
@@ -138,8 +161,9 @@ def start_prometheus(data_dir: Path, workdir: Path, rule_files: Sequence[Path] =
     return prometheus
 
 
-def _wait_ready(prometheus: PrometheusProcess, log: Path,
-                timeout_s: float = READY_TIMEOUT_S) -> None:
+def _wait_ready(
+    prometheus: PrometheusProcess, log: Path, timeout_s: float = READY_TIMEOUT_S
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not pid_alive(prometheus.pid):
@@ -152,8 +176,7 @@ def _wait_ready(prometheus: PrometheusProcess, log: Path,
             pass  # not listening yet
         time.sleep(0.1)
     raise SandboxError(
-        f"Prometheus at {prometheus.url} was not ready within {timeout_s:.0f} s; "
-        f"see {log}"
+        f"Prometheus at {prometheus.url} was not ready within {timeout_s:.0f} s; see {log}"
     )
 
 

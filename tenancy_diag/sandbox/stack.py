@@ -33,7 +33,7 @@ ENV_STATE_DIR = "TENANCY_DIAG_SANDBOX_DIR"
 # moto accepts any credentials; these make boto3 sign requests without touching real ones.
 SANDBOX_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "sandbox",
-    "AWS_SECRET_ACCESS_KEY": "sandbox",  # noqa: S105 - moto's placeholder, not a secret
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
@@ -90,9 +90,20 @@ class _Stack:
         ready.unlink(missing_ok=True)
         with (folder / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", module, "--scenario-file", str(scenario_file),
-                 "--token-file", str(token_file), "--ready-file", str(ready)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    module,
+                    "--scenario-file",
+                    str(scenario_file),
+                    "--token-file",
+                    str(token_file),
+                    "--ready-file",
+                    str(ready),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         started = _Started(name, proc.pid, "")
@@ -120,8 +131,9 @@ def _start_prometheus(stack: _Stack, scenario: Scenario) -> _Started:
     history = folder / "history.om"
     t0 = time.monotonic()
     stats = metric_history.write_openmetrics(scenario, history, signals_mod.load())
-    stack.progress(f"history: {stats.series} series, {stats.samples} samples "
-                   f"in {time.monotonic() - t0:.1f} s")
+    stack.progress(
+        f"history: {stats.series} series, {stats.samples} samples in {time.monotonic() - t0:.1f} s"
+    )
     t0 = time.monotonic()
     data = folder / "data"
     prometheus_proc.backfill(history, data)
@@ -143,8 +155,11 @@ def _start_moto(stack: _Stack, scenario: Scenario) -> _Started:
     return started
 
 
-def up(spec: ScenarioSpec, state_dir: Path | None = None,
-       progress: Callable[[str], None] = lambda _: None) -> Endpoints:
+def up(
+    spec: ScenarioSpec,
+    state_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Endpoints:
     """Start the sandbox for ``spec``; raises SandboxError if one is already up there."""
     state_dir = (state_dir or default_state_dir()).resolve()
     existing = _read_state(state_dir)
@@ -174,10 +189,12 @@ def _bring_up(stack: _Stack, scenario: Scenario, scenario_file: Path) -> Endpoin
     with ThreadPoolExecutor(max_workers=2) as pool:
         prometheus = pool.submit(_start_prometheus, stack, scenario)
         moto = pool.submit(_start_moto, stack, scenario)
-        kube = stack.spawn_http("kube", "tenancy_diag.sandbox.kube_api", scenario_file,
-                                kube_token_file)
-        admin = stack.spawn_http("admin", "tenancy_diag.sandbox.admin_api", scenario_file,
-                                 api_token_file)
+        kube = stack.spawn_http(
+            "kube", "tenancy_diag.sandbox.kube_api", scenario_file, kube_token_file
+        )
+        admin = stack.spawn_http(
+            "admin", "tenancy_diag.sandbox.admin_api", scenario_file, api_token_file
+        )
         try:
             prom, aws = prometheus.result(), moto.result()
         except TenancyDiagError:
@@ -189,11 +206,16 @@ def _bring_up(stack: _Stack, scenario: Scenario, scenario_file: Path) -> Endpoin
     kubeconfig.chmod(0o600)
     truth = scenario.truth
     endpoints = Endpoints(
-        prometheus_url=prom.url, aws_endpoint_url=aws.url, kubeconfig=str(kubeconfig),
-        tenancy_api_url=admin.url, tenancy_api_token_file=str(api_token_file),
-        scenario=scenario.spec.name, end=_iso(scenario.end),
+        prometheus_url=prom.url,
+        aws_endpoint_url=aws.url,
+        kubeconfig=str(kubeconfig),
+        tenancy_api_url=admin.url,
+        tenancy_api_token_file=str(api_token_file),
+        scenario=scenario.spec.name,
+        end=_iso(scenario.end),
         incident_start=_iso(truth.incident_start) if truth.incident_start else None,
-        regions=list(scenario.spec.regions), state_dir=str(state_dir),
+        regions=list(scenario.spec.regions),
+        state_dir=str(state_dir),
     )
     state = {
         "schema": STATE_SCHEMA,
@@ -249,7 +271,9 @@ def status(state_dir: Path | None = None) -> dict[str, Any]:
     state_dir = (state_dir or default_state_dir()).resolve()
     state = _read_state(state_dir)
     if state is None:
-        raise SandboxError(f"no sandbox state in {state_dir}; start one with `tenancy-diag sandbox up`")
+        raise SandboxError(
+            f"no sandbox state in {state_dir}; start one with `tenancy-diag sandbox up`"
+        )
     alive = {name: _same_process(p) for name, p in state["processes"].items()}
     return {**state, "alive": alive}
 

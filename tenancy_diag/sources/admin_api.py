@@ -28,10 +28,23 @@ from tenancy_diag.sources.base import JobsRequest
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Retries only for a busy server; a wrong URL should fail in seconds, not minutes.
 # raise_on_status=False: after the last retry the 503 itself is reported, not a RetryError.
-_RETRY = Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
-               allowed_methods=("GET",), raise_on_status=False)
-JOB_FIELDS = ("job_id", "job_type", "status", "step", "started_at", "updated_at", "attempts",
-              "error")
+_RETRY = Retry(
+    total=2,
+    backoff_factor=0.2,
+    status_forcelist=(502, 503, 504),
+    allowed_methods=("GET",),
+    raise_on_status=False,
+)
+JOB_FIELDS = (
+    "job_id",
+    "job_type",
+    "status",
+    "step",
+    "started_at",
+    "updated_at",
+    "attempts",
+    "error",
+)
 
 
 class AdminApiClient:
@@ -61,7 +74,8 @@ class AdminApiClient:
         answer = self._get(f"/tenants/{tenant}/jobs", request.tenant_id)
         if not isinstance(answer, list) or not all(isinstance(j, dict) for j in answer):
             raise SourceRejected(
-                self.name, f"the admin API at {self.settings.url} sent jobs for "
+                self.name,
+                f"the admin API at {self.settings.url} sent jobs for "
                 f"{request.tenant_id} that are not a JSON list of objects; is the URL right?",
             )
         return [self._job(j) for j in answer]
@@ -89,12 +103,14 @@ class AdminApiClient:
             response = self._session.get(url, headers=headers, timeout=self.settings.timeout_s)
         except requests.Timeout as e:
             raise SourceUnavailable(
-                self.name, f"the admin API at {self.settings.url} did not answer in "
+                self.name,
+                f"the admin API at {self.settings.url} did not answer in "
                 f"{self.settings.timeout_s:g} s; check --tenancy-api-url",
             ) from e
         except requests.RequestException as e:
             raise SourceUnavailable(
-                self.name, f"the admin API at {self.settings.url} is unreachable "
+                self.name,
+                f"the admin API at {self.settings.url} is unreachable "
                 f"({type(e).__name__}); check --tenancy-api-url",
             ) from e
         self._check(response, tenant_id)
@@ -102,7 +118,8 @@ class AdminApiClient:
             return response.json()
         except ValueError as e:
             raise SourceRejected(
-                self.name, f"the admin API at {self.settings.url} sent a body that is not JSON; "
+                self.name,
+                f"the admin API at {self.settings.url} sent a body that is not JSON; "
                 "check --tenancy-api-url",
             ) from e
 
@@ -112,17 +129,20 @@ class AdminApiClient:
             return
         if status in (401, 403):
             raise SourceRejected(
-                self.name, f"the admin API at {self.settings.url} refused the token "
+                self.name,
+                f"the admin API at {self.settings.url} refused the token "
                 f"(HTTP {status}); check {ENV_API_TOKEN} or {ENV_API_TOKEN_FILE}",
             )
         if status == 404:
             raise SourceRejected(
-                self.name, f"tenant {tenant_id} is unknown to the admin API at "
+                self.name,
+                f"tenant {tenant_id} is unknown to the admin API at "
                 f"{self.settings.url}; check the tenant id",
             )
         detail = shorten(self.redactor.redact(response.text), 160)
         raise SourceRejected(
-            self.name, f"the admin API at {self.settings.url} answered HTTP {status} "
+            self.name,
+            f"the admin API at {self.settings.url} answered HTTP {status} "
             f"for tenant {tenant_id} ({detail}); retry later or check the service",
         )
 

@@ -68,22 +68,34 @@ class KubeLogSource:
         cluster = self._cluster(request.region)
         core = kube_client.CoreV1Api(cluster.api)
         subject = f"pods matching {request.label_selector!r} in namespace {request.namespace}"
-        pods = self._call(cluster, subject, lambda: core.list_namespaced_pod(
-            request.namespace, label_selector=request.label_selector,
-            _request_timeout=self.settings.timeout_s,
-        ))
+        pods = self._call(
+            cluster,
+            subject,
+            lambda: core.list_namespaced_pod(
+                request.namespace,
+                label_selector=request.label_selector,
+                _request_timeout=self.settings.timeout_s,
+            ),
+        )
         return [_pod_summary(pod) for pod in pods.items]
 
     def fetch(self, request: LogRequest) -> list[str]:
         cluster = self._cluster(request.region)
         core = kube_client.CoreV1Api(cluster.api)
         subject = f"pod {request.namespace}/{request.pod}"
-        text: str = self._call(cluster, subject, lambda: core.read_namespaced_pod_log(
-            request.pod, request.namespace, container=request.container,
-            previous=request.previous, tail_lines=request.tail_lines,
-            since_seconds=since_seconds(request.since),
-            _request_timeout=self.settings.timeout_s,
-        ))
+        text: str = self._call(
+            cluster,
+            subject,
+            lambda: core.read_namespaced_pod_log(
+                request.pod,
+                request.namespace,
+                container=request.container,
+                previous=request.previous,
+                tail_lines=request.tail_lines,
+                since_seconds=since_seconds(request.since),
+                _request_timeout=self.settings.timeout_s,
+            ),
+        )
         # Better be safe: lines are redacted here, so no caller ever holds a raw one.
         return [self.redactor.redact(line) for line in (text or "").splitlines()]
 
@@ -118,17 +130,23 @@ class KubeLogSource:
         configuration = kube_client.Configuration()
         # One quick retry for a refused connection; none for a read timeout, so a dead
         # server costs timeout_s once, not once per retry.
-        configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0,
-                                              backoff_factor=0.2)
+        configuration.retries = urllib3.Retry(
+            total=1, connect=1, read=0, status=0, backoff_factor=0.2
+        )
         configuration.connection_pool_maxsize = max(1, self.settings.max_concurrency)
         try:
             api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(path) if path else None, context=context,
-                persist_config=False, client_configuration=configuration,
+                config_file=str(path) if path else None,
+                context=context,
+                persist_config=False,
+                client_configuration=configuration,
             )
-            name = context or kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                str(path) if path else None
-            )[1]["name"]
+            name = (
+                context
+                or kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                    str(path) if path else None
+                )[1]["name"]
+            )
         except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
             where = path or "the default kubeconfig (~/.kube/config or $KUBECONFIG)"
             raise ConfigError(
@@ -146,8 +164,9 @@ class KubeLogSource:
             raise SourceUnavailable(SOURCE, self._unanswered(cluster, e)) from e
         except ValueError as e:  # pydantic's ValidationError is one: an answer we cannot read
             raise SourceRejected(
-                SOURCE, f"Kubernetes API at {cluster.url} sent an unreadable answer for "
-                f"{subject} ({shorten(e, 160)}); is --kubeconfig pointing at a Kubernetes API?"
+                SOURCE,
+                f"Kubernetes API at {cluster.url} sent an unreadable answer for "
+                f"{subject} ({shorten(e, 160)}); is --kubeconfig pointing at a Kubernetes API?",
             ) from e
 
     def _unanswered(self, cluster: _Cluster, error: urllib3.exceptions.HTTPError) -> str:
@@ -157,8 +176,10 @@ class KubeLogSource:
         if isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
             reason, urllib3.exceptions.NewConnectionError
         ):
-            return f"Kubernetes API at {cluster.url} did not answer in {timeout:g} s; " \
-                   "check --kubeconfig"
+            return (
+                f"Kubernetes API at {cluster.url} did not answer in {timeout:g} s; "
+                "check --kubeconfig"
+            )
         why = "connection refused" if "refused" in str(reason).lower() else shorten(reason, 120)
         return f"Kubernetes API at {cluster.url} did not answer ({why}); check --kubeconfig"
 
@@ -166,21 +187,25 @@ class KubeLogSource:
         status, message = error.status or 0, _status_message(error)
         if status == 0:  # the client's own wrapping of TLS failures: nothing answered
             return SourceUnavailable(
-                SOURCE, f"Kubernetes API at {cluster.url} did not answer ({message}); "
+                SOURCE,
+                f"Kubernetes API at {cluster.url} did not answer ({message}); "
                 "check --kubeconfig and its certificates",
             )
         if status in _UNAUTHORIZED:
             return SourceRejected(
-                SOURCE, f"Kubernetes API at {cluster.url} refused the credentials of context "
+                SOURCE,
+                f"Kubernetes API at {cluster.url} refused the credentials of context "
                 f"{cluster.context!r} ({status} {message}); refresh them in --kubeconfig",
             )
         if status == 404 and subject.startswith("pod "):
             return SourceRejected(
-                SOURCE, f"{subject} was not found in context {cluster.context!r}; "
+                SOURCE,
+                f"{subject} was not found in context {cluster.context!r}; "
                 "list the pods again, it may have been replaced",
             )
         return SourceRejected(
-            SOURCE, f"Kubernetes API at {cluster.url} rejected the request for {subject} "
+            SOURCE,
+            f"Kubernetes API at {cluster.url} rejected the request for {subject} "
             f"({status} {message}); check the namespace, selector and container",
         )
 
@@ -307,7 +332,8 @@ def collect_logs(
     lines, errors = _assemble(requests, fetched, window)
     errors[:0] = [
         LogFailure(query.region, None, None, False, str(error))
-        for query, (_, error) in zip(queries, listed, strict=True) if error is not None
+        for query, (_, error) in zip(queries, listed, strict=True)
+        if error is not None
     ]
     pods = tuple(pod for found, _ in listed for pod in found or [])
     return LogBatch(tuple(lines), tuple(errors), pods)
@@ -347,11 +373,15 @@ def _assemble(
     errors: list[LogFailure] = []
     for request, (got, error) in zip(requests, fetched, strict=True):
         if error is not None:
-            errors.append(LogFailure(request.region, request.pod, request.container,
-                                     request.previous, str(error)))
+            errors.append(
+                LogFailure(
+                    request.region, request.pod, request.container, request.previous, str(error)
+                )
+            )
             continue
         lines.extend(
             LogLine(line, request.pod, request.container, request.previous, request.region)
-            for line in got or [] if window.keeps(line)
+            for line in got or []
+            if window.keeps(line)
         )
     return lines, errors

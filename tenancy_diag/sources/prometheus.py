@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from tenancy_diag.errors import SourceRejected, SourceUnavailable, shorten

@@ -78,11 +78,15 @@ class SqsQueueSource:
     def depth(self, request: QueueRef) -> dict[str, Any]:
         url = self._queue_url(request.region, request.queue_name)
         attributes: dict[str, str] = self._call(
-            request.region, request.queue_name,
+            request.region,
+            request.queue_name,
             lambda c: c.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]),
         ).get("Attributes", {})  # type: ignore[assignment]
-        out: dict[str, Any] = {"queue_url": url, "region": request.region,
-                               "queue_name": request.queue_name}
+        out: dict[str, Any] = {
+            "queue_url": url,
+            "region": request.region,
+            "queue_name": request.queue_name,
+        }
         out.update({key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()})
         policy = attributes.get("RedrivePolicy")
         out["redrive_policy"] = json.loads(policy) if policy else None
@@ -140,7 +144,8 @@ class SqsQueueSource:
         while len(messages) < limit:
             hidden_at = self._keep_hidden(request, url, handles, hidden_at)
             batch = self._call(
-                request.region, request.queue_name,
+                request.region,
+                request.queue_name,
                 lambda c: c.receive_message(
                     QueueUrl=url,
                     MaxNumberOfMessages=min(_BATCH, limit - len(messages)),
@@ -185,16 +190,26 @@ class SqsQueueSource:
             try:
                 client = self._client(request.region)
                 failed = client.change_message_visibility_batch(
-                    QueueUrl=url, Entries=entries  # type: ignore[arg-type]
+                    QueueUrl=url,
+                    Entries=entries,  # type: ignore[arg-type]
                 ).get("Failed", [])
             except (BotoCoreError, ClientError) as e:
                 # Raising here would hide the peek's own error; the visibility timeout is the net.
-                log.warning("could not set visibility %d s on %d messages of %s (%s)", seconds,
-                            len(entries), request.queue_name, shorten(e, 120))
+                log.warning(
+                    "could not set visibility %d s on %d messages of %s (%s)",
+                    seconds,
+                    len(entries),
+                    request.queue_name,
+                    shorten(e, 120),
+                )
                 continue
             for failure in failed:
-                log.warning("could not set visibility %d s on a message of %s (%s)", seconds,
-                            request.queue_name, failure.get("Code"))
+                log.warning(
+                    "could not set visibility %d s on a message of %s (%s)",
+                    seconds,
+                    request.queue_name,
+                    failure.get("Code"),
+                )
 
     def _shape(self, message: dict[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
@@ -211,12 +226,15 @@ class SqsQueueSource:
             if region not in self._clients:
                 try:
                     self._clients[region] = self._session.client(
-                        "sqs", region_name=region, endpoint_url=self.settings.endpoint_url,
+                        "sqs",
+                        region_name=region,
+                        endpoint_url=self.settings.endpoint_url,
                         config=self._config,
                     )
                 except (BotoCoreError, ValueError) as e:
                     raise SourceConfigError(
-                        self.name, f"cannot make an SQS client for region {region!r} "
+                        self.name,
+                        f"cannot make an SQS client for region {region!r} "
                         f"({shorten(e, 120)}); check the region and --aws-endpoint-url",
                     ) from e
             return self._clients[region]
@@ -244,7 +262,8 @@ class SqsQueueSource:
             raise self._unavailable(region, "(the connection failed)") from e
         except NoCredentialsError as e:
             raise SourceConfigError(
-                self.name, f"no AWS credentials for SQS in {region}; set AWS_PROFILE or "
+                self.name,
+                f"no AWS credentials for SQS in {region}; set AWS_PROFILE or "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment",
             ) from e
         except ClientError as e:
@@ -263,7 +282,8 @@ class SqsQueueSource:
         code = error.response.get("Error", {}).get("Code", "")
         if code in _MISSING_QUEUE:
             return SourceRejected(
-                self.name, f"queue {queue_name} does not exist in {region}; check the queue "
+                self.name,
+                f"queue {queue_name} does not exist in {region}; check the queue "
                 "name in parameters/signals.yaml (dlq.queues) and the region",
             )
         message = error.response.get("Error", {}).get("Message", "")

@@ -36,10 +36,14 @@ def _main(argv):
     """What cli.main does with these commands, capturing both streams."""
     out, err = io.StringIO(), io.StringIO()
     parser = argparse.ArgumentParser(prog="tenancy-diag")
-    commands.add_commands(parser.add_subparsers(required=True),
-                          catalog=lambda: catalog_from(FIXTURES))
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err):
+    commands.add_commands(
+        parser.add_subparsers(required=True), catalog=lambda: catalog_from(FIXTURES)
+    )
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         patch.setattr(sys, "argv", ["tenancy-diag", *argv])
         args = parser.parse_args(argv)
         try:
@@ -68,9 +72,29 @@ class Run:
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory):
     out = tmp_path_factory.mktemp("failing") / "out"
-    return Run(out, ["run", "ok", "raises", "silent", "--incident", "INC-7", "--workers", "3",
-                     "-p", "tenant=t-007", "--region", "us-east-1", "--region", "eu-west-1",
-                     "-p", "latency_p99_ms_max=1500", "--end", "2026-11-27T03:00:00Z"])
+    return Run(
+        out,
+        [
+            "run",
+            "ok",
+            "raises",
+            "silent",
+            "--incident",
+            "INC-7",
+            "--workers",
+            "3",
+            "-p",
+            "tenant=t-007",
+            "--region",
+            "us-east-1",
+            "--region",
+            "eu-west-1",
+            "-p",
+            "latency_p99_ms_max=1500",
+            "--end",
+            "2026-11-27T03:00:00Z",
+        ],
+    )
 
 
 def test_exit_code_is_1_and_names_the_failed_notebooks(failing):
@@ -99,7 +123,8 @@ def test_parameters_reach_the_kernel_which_runs_in_the_bundle(failing):
     ok = failing.findings("ok")
     assert ok["status"] == "ok"
     assert ok["summary"].startswith(
-        "{'tenant': 't-007', 'regions': ['us-east-1', 'eu-west-1'], 'threshold': 1500.0}")
+        "{'tenant': 't-007', 'regions': ['us-east-1', 'eu-west-1'], 'threshold': 1500.0}"
+    )
     assert ok["sources"]["cwd"] == str(failing.root)
     assert ok["sources"]["snapshot_dir"] == str(failing.root / "snapshots" / "ok")
     assert ok["window"]["end"] == "2026-11-27T03:00:00Z" == failing.summary["window"]["end"]
@@ -140,8 +165,10 @@ def test_manifest_records_the_run_and_seals_every_file(failing, tmp_path):
     assert manifest["command"][:3] == ["tenancy-diag", "run", "ok"]
     assert manifest["versions"]["papermill"] and manifest["versions"]["python"]
     source = FIXTURES / "ok.ipynb"
-    assert manifest["notebooks"]["ok"]["source_sha256"] == hashlib.sha256(
-        source.read_bytes()).hexdigest()
+    assert (
+        manifest["notebooks"]["ok"]["source_sha256"]
+        == hashlib.sha256(source.read_bytes()).hexdigest()
+    )
     assert manifest["parameters"]["ok"]["tenant"] == "t-007"
     assert "index.html" in manifest["files"] and "manifest.json" not in manifest["files"]
     assert verify_bundle(failing.root) == []
@@ -150,8 +177,9 @@ def test_manifest_records_the_run_and_seals_every_file(failing, tmp_path):
     shutil.copytree(failing.root, copy)
     findings = copy / "findings" / "ok.json"
     findings.write_text(findings.read_text().replace('"ok"', '"failing"'))
-    assert verify_bundle(copy) == ["findings/ok.json changed after the run (its sha256 or size "
-                                   "differs)"]
+    assert verify_bundle(copy) == [
+        "findings/ok.json changed after the run (its sha256 or size differs)"
+    ]
     with pytest.raises(ConfigError, match="fails its manifest check"):
         rerun(copy, tmp_path / "rerun")
 

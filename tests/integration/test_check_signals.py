@@ -43,8 +43,17 @@ def test_missing_label_is_named(sandbox, capsys, tmp_path):
     path = tmp_path / "signals.yaml"
     path.write_text(yaml.safe_dump(raw))
     env = sandbox("webhook_storm")
-    code = cli.main(["check-signals", "--prometheus-url", env.prometheus_url, "--end", env.end,
-                     "--signals", str(path)])
+    code = cli.main(
+        [
+            "check-signals",
+            "--prometheus-url",
+            env.prometheus_url,
+            "--end",
+            env.end,
+            "--signals",
+            str(path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "queue_depth" in out and "lacking labels shard" in out

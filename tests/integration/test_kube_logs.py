@@ -56,8 +56,16 @@ def source(kubeconfig):
 
 
 def _collect(source, scenario, since=None, until=END, app=CONTROLLER, regions=REGIONS):
-    return collect_logs(source, NS, app, regions, since=since or scenario.start, until=until,
-                        tail_lines=10_000, max_concurrency=4)
+    return collect_logs(
+        source,
+        NS,
+        app,
+        regions,
+        since=since or scenario.start,
+        until=until,
+        tail_lines=10_000,
+        max_concurrency=4,
+    )
 
 
 def test_is_a_log_source(source):
@@ -67,11 +75,19 @@ def test_is_a_log_source(source):
 def test_list_pods_summaries(source, scenario):
     pods = source.list_pods(PodQuery(NS, f"app={CONTROLLER},region=us-east-1", "us-east-1"))
     assert sorted(p["name"] for p in pods) == sorted(
-        p.name for p in scenario.pods if p.app == CONTROLLER and p.region == "us-east-1")
+        p.name for p in scenario.pods if p.app == CONTROLLER and p.region == "us-east-1"
+    )
     restarted = [p for p in pods if p["restart_count"]]
     assert len(restarted) == 1
-    assert set(pods[0]) == {"name", "namespace", "labels", "containers", "restart_count",
-                            "phase", "node"}
+    assert set(pods[0]) == {
+        "name",
+        "namespace",
+        "labels",
+        "containers",
+        "restart_count",
+        "phase",
+        "node",
+    }
     assert pods[0]["containers"] == [CONTROLLER] and pods[0]["phase"] == "Running"
 
 
@@ -91,8 +107,11 @@ def test_collect_all_controller_logs(source, scenario):
     assert isinstance(batch, LogBatch) and batch.errors == ()
     controllers = [p for p in scenario.pods if p.app == CONTROLLER]
     assert len(batch.pods) == len(controllers)
-    expected = sum(len(pod_logs.lines_for(scenario, p, previous))
-                   for p in controllers for previous in ((True, False) if p.restarts else (False,)))
+    expected = sum(
+        len(pod_logs.lines_for(scenario, p, previous))
+        for p in controllers
+        for previous in ((True, False) if p.restarts else (False,))
+    )
     assert len(batch.lines) == expected
     previous = {line.pod for line in batch.lines if line.previous}
     assert previous == {p.name for p in controllers if p.restarts}
@@ -113,11 +132,13 @@ def test_redaction_proof(source, scenario, server):
     pod = next(p for p in scenario.pods if p.app == CONTROLLER and p.restarts)
     from kubernetes import client, config
 
-    with config.new_client_from_config(config_file=str(source.settings.kubeconfig),
-                                       persist_config=False) as raw_client:
+    with config.new_client_from_config(
+        config_file=str(source.settings.kubeconfig), persist_config=False
+    ) as raw_client:
         core = client.CoreV1Api(raw_client)
         raw = core.read_namespaced_pod_log(pod.name, NS) + core.read_namespaced_pod_log(
-            pod.name, NS, previous=True)
+            pod.name, NS, previous=True
+        )
     for secret in PLANTED.values():
         assert secret in raw
     # ...and nothing the source returns, nor the frame, nor the signatures, carries any.
@@ -134,8 +155,9 @@ def test_redaction_proof(source, scenario, server):
 
 def test_fetch_redacts_each_line(source, scenario):
     pod = next(p for p in scenario.pods if p.app == "tenancy-api")
-    lines = source.fetch(LogRequest(NS, pod.name, pod.app, scenario.start, 10_000,
-                                    region=pod.region))
+    lines = source.fetch(
+        LogRequest(NS, pod.name, pod.app, scenario.start, 10_000, region=pod.region)
+    )
     assert len(lines) == len(pod_logs.lines_for(scenario, pod))
     assert any("Authorization: Bearer [REDACTED]" in line for line in lines)
 
@@ -185,8 +207,9 @@ def test_previous_of_a_never_restarted_container_is_rejected(source, scenario):
 
 
 def test_missing_pod_is_rejected_naming_the_pod(source, scenario):
-    with pytest.raises(SourceRejected, match="pod tenancy/gone-pod was not found in context "
-                                             "'tenancy-sandbox'") as caught:
+    with pytest.raises(
+        SourceRejected, match="pod tenancy/gone-pod was not found in context 'tenancy-sandbox'"
+    ) as caught:
         source.fetch(LogRequest(NS, "gone-pod", "c", scenario.start, 10))
     assert isinstance(caught.value.__cause__, ApiException)
 
@@ -213,8 +236,10 @@ def test_unreachable_server_is_unavailable_and_wrapped(tmp_path, scenario):
     kubeconfig = tmp_path / "kubeconfig"
     kube_api.write_kubeconfig(kubeconfig, url, TOKEN, None)
     with KubeLogSource(KubeSettings(kubeconfig=kubeconfig, timeout_s=2), Redactor()) as dead:
-        for call in (lambda: dead.list_pods(PodQuery(NS, "app=x")),
-                     lambda: dead.fetch(LogRequest(NS, "p", "c", scenario.start, 10))):
+        for call in (
+            lambda: dead.list_pods(PodQuery(NS, "app=x")),
+            lambda: dead.fetch(LogRequest(NS, "p", "c", scenario.start, 10)),
+        ):
             with pytest.raises(SourceUnavailable) as caught:
                 call()
             assert str(caught.value) == (
@@ -234,9 +259,11 @@ def test_silent_server_times_out_in_the_configured_time(tmp_path):
         kube_api.write_kubeconfig(kubeconfig, url, TOKEN, None)
         settings = KubeSettings(kubeconfig=kubeconfig, timeout_s=0.5)
         with KubeLogSource(settings, Redactor()) as silent:
-            with pytest.raises(SourceUnavailable,
-                               match=rf"^Kubernetes API at {url} did not answer in 0.5 s; "
-                                     "check --kubeconfig$"):
+            with pytest.raises(
+                SourceUnavailable,
+                match=rf"^Kubernetes API at {url} did not answer in 0.5 s; "
+                "check --kubeconfig$",
+            ):
                 silent.list_pods(PodQuery(NS, "app=x"))
 
 
@@ -257,5 +284,13 @@ def test_since_seconds_rounds_up_and_stays_positive():
 
 def test_max_concurrency_must_be_positive(source, scenario):
     with pytest.raises(ConfigError, match="max_concurrency 0"):
-        collect_logs(source, NS, CONTROLLER, REGIONS, since=scenario.start, until=END,
-                     tail_lines=10, max_concurrency=0)
+        collect_logs(
+            source,
+            NS,
+            CONTROLLER,
+            REGIONS,
+            since=scenario.start,
+            until=END,
+            tail_lines=10,
+            max_concurrency=0,
+        )

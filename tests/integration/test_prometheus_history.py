@@ -38,7 +38,8 @@ class Served:
 
     def query(self, promql: str) -> list[dict[str, object]]:
         result: list[dict[str, object]] = self.client.custom_query(
-            promql, params={"time": self.scenario.end.timestamp()})
+            promql, params={"time": self.scenario.end.timestamp()}
+        )
         return result
 
     def by_region(self, query_key: str, **params: str) -> dict[str, float]:
@@ -58,8 +59,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str],
             stats = write_openmetrics(scenario, folder / "history.om", SIGNALS)
             prometheus_proc.backfill(folder / "history.om", folder / "data")
             process = prometheus_proc.start_prometheus(folder / "data", folder)
-            running[name] = Served(scenario, stats, process,
-                                   PrometheusConnect(url=process.url, disable_ssl=True))
+            running[name] = Served(
+                scenario, stats, process, PrometheusConnect(url=process.url, disable_ssl=True)
+            )
         return running[name]
 
     yield serve
@@ -144,8 +146,9 @@ def test_a_port_in_use_is_a_sandbox_error_naming_the_log(tmp_path: Path) -> None
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(SandboxError, match=r"prometheus\.log"):
-            prometheus_proc.start_prometheus(tmp_path / "data", tmp_path,
-                                             port=taken.getsockname()[1])
+            prometheus_proc.start_prometheus(
+                tmp_path / "data", tmp_path, port=taken.getsockname()[1]
+            )
     assert "address already in use" in (tmp_path / "prometheus.log").read_text()
 
 

@@ -51,13 +51,17 @@ def moto(tmp_path_factory, scenario):
 
 def _session():
     # Placeholder credentials: moto accepts anything, and real ones must never be needed.
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                         region_name=REGION)
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
 
 
 def _source(url, redactor=None, **settings):
-    return SqsQueueSource(SqsSettings(endpoint_url=url, timeout_s=5, **settings),
-                          redactor or Redactor(), session=_session())
+    return SqsQueueSource(
+        SqsSettings(endpoint_url=url, timeout_s=5, **settings),
+        redactor or Redactor(),
+        session=_session(),
+    )
 
 
 def _counts(source, queue=DLQ):
@@ -90,8 +94,9 @@ def test_peek_hands_back_what_it_took_when_interrupted(moto):
         if len(calls) == 4:
             raise EndpointConnectionError(endpoint_url=moto.url)
 
-    source._client(REGION).meta.events.register("before-call.sqs.ReceiveMessage",
-                                                 fail_on_fourth_receive)
+    source._client(REGION).meta.events.register(
+        "before-call.sqs.ReceiveMessage", fail_on_fourth_receive
+    )
     with pytest.raises(SourceUnavailable, match="--aws-endpoint-url"):
         source.peek(PeekRequest(REGION, DLQ, max_messages=100))
     assert _counts(source) == before  # the 30 messages received before the failure are back
@@ -183,9 +188,11 @@ def test_unreachable_endpoint_is_source_unavailable():
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     source = _source(url)
-    for call in (lambda: source.depth(QueueRef(REGION, DLQ)),
-                 lambda: source.peek(PeekRequest(REGION, DLQ, 10)),
-                 lambda: source.source_queues(QueueRef(REGION, DLQ))):
+    for call in (
+        lambda: source.depth(QueueRef(REGION, DLQ)),
+        lambda: source.peek(PeekRequest(REGION, DLQ, 10)),
+        lambda: source.source_queues(QueueRef(REGION, DLQ)),
+    ):
         expected = f"SQS at {url} did not answer.*--aws-endpoint-url"
         with pytest.raises(SourceUnavailable, match=expected) as info:
             call()
@@ -212,7 +219,10 @@ def test_missing_credentials_are_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    source = SqsQueueSource(SqsSettings(endpoint_url="http://127.0.0.1:9", timeout_s=2),
-                            Redactor(), session=boto3.Session(region_name=REGION))
+    source = SqsQueueSource(
+        SqsSettings(endpoint_url="http://127.0.0.1:9", timeout_s=2),
+        Redactor(),
+        session=boto3.Session(region_name=REGION),
+    )
     with pytest.raises(SourceConfigError, match="no AWS credentials for SQS in us-east-1"):
         source.depth(QueueRef(REGION, DLQ))

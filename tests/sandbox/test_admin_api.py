@@ -71,7 +71,10 @@ def test_migration_hang_tenants_have_a_stuck_migrate_job(api, scenario):
         jobs = {j["job_id"]: j for j in _client(url).jobs(JobsRequest(tenant_id))}
         stuck = jobs[job_id]
         assert (stuck["job_type"], stuck["status"], stuck["step"]) == (
-            "migrate", "running", "verify_checksums")
+            "migrate",
+            "running",
+            "verify_checksums",
+        )
         assert stuck["updated_at"] == _iso(truth.incident_start)
         assert stuck["started_at"] < stuck["updated_at"]
     others = [t for t in scenario.tenants if t.id not in truth.tenants][:50]
@@ -82,8 +85,9 @@ def test_migration_hang_tenants_have_a_stuck_migrate_job(api, scenario):
 def test_wrong_token_is_401_and_names_the_token_variable(api):
     url, _ = api
     assert requests.get(f"{url}/tenants/t-000001/jobs", timeout=5).status_code == 401
-    wrong = requests.get(f"{url}/tenants/t-000001/jobs", timeout=5,
-                         headers={"Authorization": "Bearer nope"})
+    wrong = requests.get(
+        f"{url}/tenants/t-000001/jobs", timeout=5, headers={"Authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
     with pytest.raises(SourceRejected, match="TENANCY_API_TOKEN"):
         _client(url, token="wrong-token").jobs(JobsRequest("t-000001"))
@@ -172,24 +176,44 @@ def test_mutating_calls_need_an_actor(api):
 
 def test_mutating_calls_are_audited_with_actor(api, scenario):
     url, handler = api
-    failed = next((t.id, j["job_id"]) for t in scenario.tenants for j in tenant_jobs(scenario, t.id)
-                  if j["status"] == "failed")
+    failed = next(
+        (t.id, j["job_id"])
+        for t in scenario.tenants
+        for j in tenant_jobs(scenario, t.id)
+        if j["status"] == "failed"
+    )
     expires = _iso((datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0))
     calls = [
         (f"/tenants/{failed[0]}/jobs/{failed[1]}:retry", {}, 202),
-        (f"/tenants/{scenario.tenants[0].id}/webhooks:requeue",
-         {"from_sequence": 100, "to_sequence": 140}, 202),
+        (
+            f"/tenants/{scenario.tenants[0].id}/webhooks:requeue",
+            {"from_sequence": 100, "to_sequence": 140},
+            202,
+        ),
         ("/admin/policy-cache:invalidate", {"region": "eu-west-1", "key": "pol-access"}, 202),
-        ("/admin/rate-limit:override", {"region": "us-east-1", "burst_multiplier": 2.5,
-                                        "reason": "INC-1 bulk sync", "expires_at": expires}, 200),
+        (
+            "/admin/rate-limit:override",
+            {
+                "region": "us-east-1",
+                "burst_multiplier": 2.5,
+                "reason": "INC-1 bulk sync",
+                "expires_at": expires,
+            },
+            200,
+        ),
     ]
     before = len(handler.state.audit)
     for path, body, status in calls:
         assert _post(url, path, body, actor="sre-bob").status_code == status, path
-    audit = requests.get(f"{url}/admin/audit", headers={"Authorization": f"Bearer {TOKEN}"},
-                         timeout=5).json()[before:]
+    audit = requests.get(
+        f"{url}/admin/audit", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    ).json()[before:]
     assert [e["action"] for e in audit] == [
-        "retry_job", "requeue_webhooks", "invalidate_policy_cache", "override_rate_limit"]
+        "retry_job",
+        "requeue_webhooks",
+        "invalidate_policy_cache",
+        "override_rate_limit",
+    ]
     assert {e["actor"] for e in audit} == {"sre-bob"}
     assert audit[1]["details"]["requeued"] == 41
     assert audit[3]["details"]["expires_at"] == expires
@@ -197,17 +221,41 @@ def test_mutating_calls_are_audited_with_actor(api, scenario):
     assert (retried["status"], retried["error"]) == ("pending", None)
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/tenants/t-000001/webhooks:requeue", {"from_sequence": 10, "to_sequence": 5}),
-    ("/tenants/t-000001/webhooks:requeue", {"from_sequence": "1", "to_sequence": 5}),
-    ("/admin/policy-cache:invalidate", {"region": "mars-1"}),
-    ("/admin/rate-limit:override", {"region": "us-east-1", "burst_multiplier": True,
-                                    "reason": "x", "expires_at": "2099-01-01T00:00:00Z"}),
-    ("/admin/rate-limit:override", {"region": "us-east-1", "burst_multiplier": 2,
-                                    "reason": "x", "expires_at": "2001-01-01T00:00:00Z"}),
-    ("/admin/rate-limit:override", {"region": "us-east-1", "burst_multiplier": 2,
-                                    "reason": " ", "expires_at": "2099-01-01T00:00:00Z"}),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/tenants/t-000001/webhooks:requeue", {"from_sequence": 10, "to_sequence": 5}),
+        ("/tenants/t-000001/webhooks:requeue", {"from_sequence": "1", "to_sequence": 5}),
+        ("/admin/policy-cache:invalidate", {"region": "mars-1"}),
+        (
+            "/admin/rate-limit:override",
+            {
+                "region": "us-east-1",
+                "burst_multiplier": True,
+                "reason": "x",
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
+        ),
+        (
+            "/admin/rate-limit:override",
+            {
+                "region": "us-east-1",
+                "burst_multiplier": 2,
+                "reason": "x",
+                "expires_at": "2001-01-01T00:00:00Z",
+            },
+        ),
+        (
+            "/admin/rate-limit:override",
+            {
+                "region": "us-east-1",
+                "burst_multiplier": 2,
+                "reason": " ",
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
+        ),
+    ],
+)
 def test_invalid_bodies_are_rejected_and_not_audited(api, path, body):
     url, handler = api
     before = len(handler.state.audit)
@@ -230,9 +278,20 @@ def test_main_serves_as_a_background_process(scenario, tmp_path):
     token_file.write_text(TOKEN)
     with (tmp_path / "admin.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenancy_diag.sandbox.admin_api", "--scenario-file",
-             str(scenario_file), "--token-file", str(token_file), "--ready-file", str(ready)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tenancy_diag.sandbox.admin_api",
+                "--scenario-file",
+                str(scenario_file),
+                "--token-file",
+                str(token_file),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         info = wait_ready(ready, timeout_s=30, pid=proc.pid)
         truth = scenario.truth

@@ -81,13 +81,19 @@ def test_pod_list_deserializes_with_every_field(core, scenario):
     ("selector", "predicate"),
     [
         ("app=tenancy-api", lambda p: p.app == "tenancy-api"),
-        ("app==tenancy-api,region=eu-west-1",
-         lambda p: p.app == "tenancy-api" and p.region == "eu-west-1"),
+        (
+            "app==tenancy-api,region=eu-west-1",
+            lambda p: p.app == "tenancy-api" and p.region == "eu-west-1",
+        ),
         ("app!=tenancy-api", lambda p: p.app != "tenancy-api"),
-        ("region in (us-east-1, ap-southeast-2),app=tenancy-lifecycle",
-         lambda p: p.region in ("us-east-1", "ap-southeast-2") and p.app == "tenancy-lifecycle"),
-        ("app notin (tenancy-api,tenancy-controller)",
-         lambda p: p.app not in ("tenancy-api", "tenancy-controller")),
+        (
+            "region in (us-east-1, ap-southeast-2),app=tenancy-lifecycle",
+            lambda p: p.region in ("us-east-1", "ap-southeast-2") and p.app == "tenancy-lifecycle",
+        ),
+        (
+            "app notin (tenancy-api,tenancy-controller)",
+            lambda p: p.app not in ("tenancy-api", "tenancy-controller"),
+        ),
         ("region", lambda p: True),
         ("!region", lambda p: False),
         ("app=nothing-here", lambda p: False),
@@ -113,9 +119,16 @@ def test_read_pod_and_404(core, scenario):
         core.read_namespaced_pod("no-such-pod", NS)
     body = json.loads(caught.value.body)
     assert caught.value.status == 404
-    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": 'pods "no-such-pod" not found', "reason": "NotFound",
-                    "details": {"name": "no-such-pod", "kind": "pods"}, "code": 404}
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "no-such-pod" not found',
+        "reason": "NotFound",
+        "details": {"name": "no-such-pod", "kind": "pods"},
+        "code": 404,
+    }
 
 
 def test_other_namespace_lists_empty(core):
@@ -148,8 +161,9 @@ def test_version_is_public_and_discovery_answers(server, core):
 def test_unknown_path_is_the_real_404(server):
     import urllib.request
 
-    request = urllib.request.Request(f"{server}/api/v1/nodes",
-                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(
+        f"{server}/api/v1/nodes", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 404
@@ -183,8 +197,7 @@ def test_log_since_seconds_counts_back_from_the_scenario_end(core, scenario):
 def test_log_previous_and_timestamps(core, scenario):
     pod = _restarted(scenario)
     restart = pod_logs.restart_at(scenario, pod)
-    text = core.read_namespaced_pod_log(pod.name, NS, previous=True, timestamps=True,
-                                        tail_lines=50)
+    text = core.read_namespaced_pod_log(pod.name, NS, previous=True, timestamps=True, tail_lines=50)
     lines = text.splitlines()
     assert len(lines) == 50
     stamp, _, rest = lines[-1].partition(" ")
@@ -241,8 +254,9 @@ def test_planted_secrets_are_in_the_raw_logs(core, scenario):
 
 # -- per-region contexts and deployments ----------------------------------------------------
 def test_region_context_sees_only_its_region(kubeconfig, scenario):
-    api_client = config.new_client_from_config(config_file=str(kubeconfig),
-                                               context="sandbox-use1", persist_config=False)
+    api_client = config.new_client_from_config(
+        config_file=str(kubeconfig), context="sandbox-use1", persist_config=False
+    )
     with api_client:
         pods = client.CoreV1Api(api_client).list_namespaced_pod(NS)
         assert _names(pods) == _expected(scenario, lambda p: p.region == "us-east-1")
@@ -251,7 +265,8 @@ def test_region_context_sees_only_its_region(kubeconfig, scenario):
             client.CoreV1Api(api_client).read_namespaced_pod(other.name, NS)
         assert caught.value.status == 404
         deployment = client.AppsV1Api(api_client).read_namespaced_deployment(
-            "tenancy-controller", NS)
+            "tenancy-controller", NS
+        )
         assert deployment.spec.replicas == REPLICAS["tenancy-controller"]
 
 
@@ -262,14 +277,18 @@ def test_deployments_list_and_read(core, scenario):
     assert [d.metadata.name for d in listed.items] == list(REPLICAS)
     regions = len(scenario.spec.regions)
     for item in listed.items:
-        assert item.status.ready_replicas == item.spec.replicas == (
-            REPLICAS[item.metadata.name] * regions
+        assert (
+            item.status.ready_replicas
+            == item.spec.replicas
+            == (REPLICAS[item.metadata.name] * regions)
         )
         assert item.spec.selector.match_labels == {"app": item.metadata.name}
     api = apps.read_namespaced_deployment("tenancy-api", NS)
     assert api.kind == "Deployment" and api.metadata.resource_version
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(
-        NS, label_selector="app in (tenancy-api)").items] == ["tenancy-api"]
+    assert [
+        d.metadata.name
+        for d in apps.list_namespaced_deployment(NS, label_selector="app in (tenancy-api)").items
+    ] == ["tenancy-api"]
     with pytest.raises(ApiException) as caught:
         apps.read_namespaced_deployment("nope", NS)
     assert caught.value.status == 404
@@ -288,8 +307,9 @@ def test_kubeconfig_is_private_and_complete(kubeconfig, server):
 def test_logs_are_deterministic_bounded_and_ordered(scenario):
     pod = next(p for p in scenario.pods if not p.restarts)
     first = pod_logs.lines_for(scenario, pod)
-    again = pod_logs.lines_for(Scenario(ScenarioSpec(name="policy_timeout", tenants=300,
-                                                     end=END)), pod)
+    again = pod_logs.lines_for(
+        Scenario(ScenarioSpec(name="policy_timeout", tenants=300, end=END)), pod
+    )
     assert first == again
     assert 0 < len(first) <= pod_logs.NOISE_BUDGET + pod_logs.INCIDENT_BUDGET + 20
     stamps = [line.split()[0] for line in first]
@@ -310,25 +330,31 @@ def test_incident_lines_name_the_truth(pattern):
     }[pattern]
     for app in apps:
         pod = next(p for p in scenario.pods if p.app == app and p.region == truth.region)
-        lines = [line for line in pod_logs.lines_for(scenario, pod)
-                 if line[3:27] >= truth.incident_start.strftime("%Y-%m-%dT%H:%M:%S")]
+        lines = [
+            line
+            for line in pod_logs.lines_for(scenario, pod)
+            if line[3:27] >= truth.incident_start.strftime("%Y-%m-%dT%H:%M:%S")
+        ]
         named = [line for line in lines if any(f"tenant={t} " in line for t in truth.tenants)]
         assert len(named) > 100, (pattern, app)
         for value in (*truth.endpoints, *truth.client_ids, *truth.job_ids[:1]):
             assert any(value in line for line in named), (pattern, value)
     if pattern == "migration_hang":
-        assert any("step=verify_checksums" in line and 'msg="step stuck"' in line
-                   for line in named)
+        assert any("step=verify_checksums" in line and 'msg="step stuck"' in line for line in named)
     if pattern == "policy_timeout":
-        controller = next(p for p in scenario.pods
-                          if p.app == "tenancy-controller" and p.region == truth.region)
-        assert any("reason=policy_error" in line
-                   for line in pod_logs.lines_for(scenario, controller))
+        controller = next(
+            p for p in scenario.pods if p.app == "tenancy-controller" and p.region == truth.region
+        )
+        assert any(
+            "reason=policy_error" in line for line in pod_logs.lines_for(scenario, controller)
+        )
     # Elsewhere the same app only logs its rare background errors.
     quiet = next(p for p in scenario.pods if p.app == apps[0] and p.region != truth.region)
     loud = next(p for p in scenario.pods if p.app == apps[0] and p.region == truth.region)
-    errors = [sum(" level=ERROR " in line for line in pod_logs.lines_for(scenario, p))
-              for p in (quiet, loud)]
+    errors = [
+        sum(" level=ERROR " in line for line in pod_logs.lines_for(scenario, p))
+        for p in (quiet, loud)
+    ]
     assert errors[0] < 40 < 100 < errors[1], errors
 
 
@@ -348,19 +374,31 @@ def test_main_serves_until_sigterm(tmp_path):
     ready = tmp_path / "ready.json"
     with (tmp_path / "kube.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenancy_diag.sandbox.kube_api", "--scenario-file",
-             str(tmp_path / "scenario.json"), "--token-file", str(tmp_path / "token"),
-             "--ready-file", str(ready)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "tenancy_diag.sandbox.kube_api",
+                "--scenario-file",
+                str(tmp_path / "scenario.json"),
+                "--token-file",
+                str(tmp_path / "token"),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     try:
         info = serving.wait_ready(ready, timeout_s=30, pid=proc.pid)
         kubeconfig = tmp_path / "kubeconfig"
         kube_api.write_kubeconfig(kubeconfig, info["url"], TOKEN, None)
-        with config.new_client_from_config(config_file=str(kubeconfig),
-                                           persist_config=False) as api_client:
+        with config.new_client_from_config(
+            config_file=str(kubeconfig), persist_config=False
+        ) as api_client:
             pods = client.CoreV1Api(api_client).list_namespaced_pod(
-                NS, label_selector="app=tenancy-webhook-dispatcher")
+                NS, label_selector="app=tenancy-webhook-dispatcher"
+            )
         assert len(pods.items) == REPLICAS["tenancy-webhook-dispatcher"] * 3
     finally:
         assert serving.stop_pid(proc.pid)

@@ -24,10 +24,15 @@ from tenancy_diag.sandbox.topology import PATTERNS, SCENARIOS, Scenario, Scenari
 END = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 STEP_S = 60
 WINDOW = 15  # scrapes: the contract's 15 min SLO window
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (\S+)\n$')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (\S+)\n$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
-_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "unknown": ("",), "info": ("_info",),
-             "histogram": ("_bucket", "_sum", "_count")}
+_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "unknown": ("",),
+    "info": ("_info",),
+    "histogram": ("_bucket", "_sum", "_count"),
+}
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -42,8 +47,11 @@ class History:
     samples: int = 0
 
     def select(self, name: str, **match: str) -> dict[Labels, np.ndarray]:
-        return {labels: v for labels, v in self.series.get(name, {}).items()
-                if all(dict(labels).get(k) == want for k, want in match.items())}
+        return {
+            labels: v
+            for labels, v in self.series.get(name, {}).items()
+            if all(dict(labels).get(k) == want for k, want in match.items())
+        }
 
     def total(self, name: str, by: str | None = None, **match: str) -> dict[str, np.ndarray]:
         """Sum of series (absent counts as 0, as for a counter not created yet) per ``by`` value."""
@@ -104,8 +112,9 @@ def _new_series(history: History, text: str, family: str, kind: str, number: int
 
 
 def scenario(name: str, tenants: int = 50, duration_s: int = 3600) -> Scenario:
-    return Scenario(ScenarioSpec(name=name, tenants=tenants, duration_s=duration_s, end=END,
-                                 step_s=STEP_S))
+    return Scenario(
+        ScenarioSpec(name=name, tenants=tenants, duration_s=duration_s, end=END, step_s=STEP_S)
+    )
 
 
 @dataclass
@@ -143,8 +152,9 @@ def ratio(part: np.ndarray, whole: np.ndarray, window: int = WINDOW) -> np.ndarr
     return increase(part, window) / np.maximum(increase(whole, window), 1e-9)
 
 
-def quantile(history: History, name: str, q: float, window: int = WINDOW,
-             **match: str) -> np.ndarray:
+def quantile(
+    history: History, name: str, q: float, window: int = WINDOW, **match: str
+) -> np.ndarray:
     """histogram_quantile(q, sum by (le) (increase(name_bucket[window]))) per window."""
     by_le = history.total(f"{name}_bucket", by="le", **match)
     if not by_le:
@@ -185,31 +195,56 @@ def slo_breaches(g: Generated, names: signals_module.Signals, region: str) -> li
     h, n = g.history, names.metric_name
     r = {"region": region}
     checks = {
-        "controller success": ratio(h.sum(n("reconcile_failures_total"), **r),
-                                    h.sum(n("reconcile_total"), **r)).max() < 0.005,
+        "controller success": ratio(
+            h.sum(n("reconcile_failures_total"), **r), h.sum(n("reconcile_total"), **r)
+        ).max()
+        < 0.005,
         "queue depth": h.sum(n("queue_depth"), **r).max() < 100,
         "webhook p99": worst(quantile(h, n("webhook_latency_ms"), 0.99, **r)) < 2000,
-        "webhook failures": ratio(h.sum(n("webhook_failures_total"), **r),
-                                  h.sum(n("webhook_deliveries_total"), **r)).max() < 0.01,
+        "webhook failures": ratio(
+            h.sum(n("webhook_failures_total"), **r), h.sum(n("webhook_deliveries_total"), **r)
+        ).max()
+        < 0.01,
         "policy p99": worst(quantile(h, n("policy_eval_latency_ms"), 0.99, **r)) < 250,
-        "policy errors": ratio(h.sum(n("policy_eval_errors_total"), **r),
-                               h.sum(n("policy_eval_total"), **r)).max() < 0.005,
-        "cache hit": ratio(h.sum(n("policy_cache_requests_total"), result="hit", **r),
-                           h.sum(n("policy_cache_requests_total"), **r)).min() >= 0.9,
-        "api 5xx": ratio(sum((v for c, v in h.total(n("http_errors_total"), by="code",
-                                                    **r).items() if c.startswith("5")),
-                             np.zeros(len(h.ts))),
-                         h.sum(n("http_requests_total"), **r)).max() < 0.005,
-        "api 429": ratio(h.sum(n("http_errors_total"), code="429", **r),
-                         h.sum(n("http_requests_total"), **r)).max() < 0.02,
+        "policy errors": ratio(
+            h.sum(n("policy_eval_errors_total"), **r), h.sum(n("policy_eval_total"), **r)
+        ).max()
+        < 0.005,
+        "cache hit": ratio(
+            h.sum(n("policy_cache_requests_total"), result="hit", **r),
+            h.sum(n("policy_cache_requests_total"), **r),
+        ).min()
+        >= 0.9,
+        "api 5xx": ratio(
+            sum(
+                (
+                    v
+                    for c, v in h.total(n("http_errors_total"), by="code", **r).items()
+                    if c.startswith("5")
+                ),
+                np.zeros(len(h.ts)),
+            ),
+            h.sum(n("http_requests_total"), **r),
+        ).max()
+        < 0.005,
+        "api 429": ratio(
+            h.sum(n("http_errors_total"), code="429", **r), h.sum(n("http_requests_total"), **r)
+        ).max()
+        < 0.02,
         "api p99": worst(quantile(h, n("http_request_duration_ms"), 0.99, **r)) < 500,
-        "lifecycle failures": ratio(h.sum(n("lifecycle_job_failures_total"), **r),
-                                    h.sum(n("lifecycle_jobs_total"), **r)).max() < 0.02,
-        "replication lag": max([worst(v) for v in
-                                h.select(n("migration_replication_lag_seconds"), **r).values()],
-                               default=0.0) < 60,
-        "stuck step": max(stuck_minutes(v) for v in
-                          h.select(n("lifecycle_jobs_in_progress"), **r).values()) < 30,
+        "lifecycle failures": ratio(
+            h.sum(n("lifecycle_job_failures_total"), **r), h.sum(n("lifecycle_jobs_total"), **r)
+        ).max()
+        < 0.02,
+        "replication lag": max(
+            [worst(v) for v in h.select(n("migration_replication_lag_seconds"), **r).values()],
+            default=0.0,
+        )
+        < 60,
+        "stuck step": max(
+            stuck_minutes(v) for v in h.select(n("lifecycle_jobs_in_progress"), **r).values()
+        )
+        < 30,
     }
     return [name for name, ok in checks.items() if not ok]
 
@@ -246,8 +281,9 @@ def test_every_mapped_metric_is_there_with_its_labels(
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_every_mapped_metric_has_recent_samples(generated: dict[str, Generated],
-                                                names: signals_module.Signals, name: str) -> None:
+def test_every_mapped_metric_has_recent_samples(
+    generated: dict[str, Generated], names: signals_module.Signals, name: str
+) -> None:
     # check-signals looks back from the end, so every series name must be alive lately.
     h = generated[name].history
     for expected in names.expected_series():
@@ -255,16 +291,21 @@ def test_every_mapped_metric_has_recent_samples(generated: dict[str, Generated],
         assert not np.isnan(latest).all(), (name, expected.key)
 
 
-def test_histograms_are_whole(generated: dict[str, Generated],
-                              names: signals_module.Signals) -> None:
+def test_histograms_are_whole(
+    generated: dict[str, Generated], names: signals_module.Signals
+) -> None:
     h = generated["webhook_storm"].history
     for key, metric in names.doc.metrics.items():
         if metric.type != "histogram":
             continue
         name = names.metric_name(key)
         for labels, count in h.series[f"{name}_count"].items():
-            buckets = np.stack([h.series[f"{name}_bucket"][(*labels, ("le", le))]
-                                for le in [*map(str, BUCKETS_MS), "+Inf"]])
+            buckets = np.stack(
+                [
+                    h.series[f"{name}_bucket"][(*labels, ("le", le))]
+                    for le in [*map(str, BUCKETS_MS), "+Inf"]
+                ]
+            )
             assert (np.diff(buckets, axis=0) >= 0).all(), f"{name}{labels} not cumulative in le"
             assert (buckets[-1] == count).all()
             assert not np.isnan(h.series[f"{name}_sum"][labels]).any()
@@ -282,8 +323,9 @@ def test_counters_never_decrease(generated: dict[str, Generated], name: str) -> 
             assert present.min() >= 0
 
 
-def test_failure_series_exist_only_once_failing(generated: dict[str, Generated],
-                                                names: signals_module.Signals) -> None:
+def test_failure_series_exist_only_once_failing(
+    generated: dict[str, Generated], names: signals_module.Signals
+) -> None:
     h = generated["healthy"].history
     failures = h.series[names.metric_name("reconcile_failures_total")]
     assert 0 < len(failures) < 50  # a few flaky tenants, not one series per tenant and reason
@@ -315,19 +357,24 @@ def test_mapping_names_are_used(tmp_path: Path) -> None:
 
 def test_unknown_mapped_metric_is_a_sandbox_error(tmp_path: Path) -> None:
     raw = yaml.safe_load(signals_module.DEFAULT_PATH.read_text(encoding="utf-8"))
-    raw["metrics"]["reconcile_lag_seconds"] = {"subsystem": "controller", "type": "gauge",
-                                               "labels": ["region"]}
+    raw["metrics"]["reconcile_lag_seconds"] = {
+        "subsystem": "controller",
+        "type": "gauge",
+        "labels": ["region"],
+    }
     mapping_file = tmp_path / "signals.yaml"
     mapping_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(SandboxError, match="reconcile_lag_seconds"):
-        write_openmetrics(scenario("healthy", tenants=5), tmp_path / "x.om",
-                          signals_module.load(mapping_file))
+        write_openmetrics(
+            scenario("healthy", tenants=5), tmp_path / "x.om", signals_module.load(mapping_file)
+        )
     assert not (tmp_path / "x.om").exists()
 
 
 # -- healthy and unaffected regions pass every SLO ----------------------------------------------
-def test_healthy_passes_every_slo_in_every_region(generated: dict[str, Generated],
-                                                  names: signals_module.Signals) -> None:
+def test_healthy_passes_every_slo_in_every_region(
+    generated: dict[str, Generated], names: signals_module.Signals
+) -> None:
     g = generated["healthy"]
     for region in g.scenario.spec.regions:
         assert slo_breaches(g, names, region) == [], region
@@ -337,8 +384,11 @@ def test_healthy_passes_every_slo_in_every_region(generated: dict[str, Generated
 def test_healthy_passes_for_other_seeds_and_a_longer_history(
     tmp_path: Path, names: signals_module.Signals, seed: int
 ) -> None:
-    sc = Scenario(ScenarioSpec(name="healthy", seed=seed, tenants=100, duration_s=3 * 3600,
-                               end=END, step_s=STEP_S))
+    sc = Scenario(
+        ScenarioSpec(
+            name="healthy", seed=seed, tenants=100, duration_s=3 * 3600, end=END, step_s=STEP_S
+        )
+    )
     path = tmp_path / "h.om"
     stats = write_openmetrics(sc, path)
     g = Generated(sc, parse(path, int(sc.start.timestamp()), int(sc.end.timestamp())), stats, path)
@@ -347,8 +397,9 @@ def test_healthy_passes_for_other_seeds_and_a_longer_history(
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_faults_stay_in_their_region(generated: dict[str, Generated],
-                                     names: signals_module.Signals, pattern: str) -> None:
+def test_faults_stay_in_their_region(
+    generated: dict[str, Generated], names: signals_module.Signals, pattern: str
+) -> None:
     g = generated[pattern]
     for region in g.scenario.spec.regions:
         if region != g.scenario.truth.region:
@@ -362,8 +413,9 @@ def test_reconcile_backlog(generated: dict[str, Generated], names: signals_modul
     depth = h.sum(n("queue_depth"), **r)
     first = since_incident(g)
     assert depth[-1] > 300 and depth[-1] > depth[first + 10] > depth[first - 1]
-    by_reason = {k: at_end(v) for k, v in h.total(n("reconcile_failures_total"), by="reason",
-                                                   **r).items()}
+    by_reason = {
+        k: at_end(v) for k, v in h.total(n("reconcile_failures_total"), by="reason", **r).items()
+    }
     assert (by_reason["policy_error"] + by_reason["throttled"]) / sum(by_reason.values()) > 0.7
     by_tenant = h.total(n("reconcile_failures_total"), by="tenant", **r)
     top = sorted(by_tenant, key=lambda t: -at_end(by_tenant[t]))[:3]
@@ -377,12 +429,17 @@ def test_webhook_storm(generated: dict[str, Generated], names: signals_module.Si
     g = generated["webhook_storm"]
     h, n, truth = g.history, names.metric_name, g.scenario.truth
     r = {"region": truth.region}
-    by_endpoint = {k: at_end(v) for k, v in h.total(n("webhook_failures_total"), by="endpoint",
-                                                     **r).items()}
+    by_endpoint = {
+        k: at_end(v) for k, v in h.total(n("webhook_failures_total"), by="endpoint", **r).items()
+    }
     assert max(by_endpoint, key=by_endpoint.__getitem__) == truth.endpoints[0]
     assert by_endpoint[truth.endpoints[0]] > 0.9 * sum(by_endpoint.values())
-    codes = {k: at_end(v) for k, v in h.total(n("webhook_failures_total"), by="code",
-                                             endpoint=truth.endpoints[0], **r).items()}
+    codes = {
+        k: at_end(v)
+        for k, v in h.total(
+            n("webhook_failures_total"), by="code", endpoint=truth.endpoints[0], **r
+        ).items()
+    }
     assert set(codes) >= {"503", "timeout", "connection_refused"}
     for labels, count in h.select(f"{n('webhook_latency_ms')}_count", **r).items():
         if at_end(count) < 500:
@@ -392,12 +449,26 @@ def test_webhook_storm(generated: dict[str, Generated], names: signals_module.Si
         assert (p99 > 2000) == (endpoint in truth.endpoints), endpoint
     backoff = h.total(n("webhook_retry_backoff_seconds"), by="region")
     assert backoff[truth.region][-1] > 8 and all(
-        v[-1] < 2 for k, v in backoff.items() if k != truth.region)
+        v[-1] < 2 for k, v in backoff.items() if k != truth.region
+    )
     healthy_ratio = ratio(
-        sum((v for e, v in h.total(n("webhook_failures_total"), by="endpoint", **r).items()
-             if e not in truth.endpoints), np.zeros(len(h.ts))),
-        sum((v for e, v in h.total(n("webhook_deliveries_total"), by="endpoint", **r).items()
-             if e not in truth.endpoints), np.zeros(len(h.ts))))
+        sum(
+            (
+                v
+                for e, v in h.total(n("webhook_failures_total"), by="endpoint", **r).items()
+                if e not in truth.endpoints
+            ),
+            np.zeros(len(h.ts)),
+        ),
+        sum(
+            (
+                v
+                for e, v in h.total(n("webhook_deliveries_total"), by="endpoint", **r).items()
+                if e not in truth.endpoints
+            ),
+            np.zeros(len(h.ts)),
+        ),
+    )
     assert healthy_ratio.max() < 0.01
 
 
@@ -407,19 +478,24 @@ def test_policy_timeout(generated: dict[str, Generated], names: signals_module.S
     r = {"region": region}
     p99 = quantile(h, n("policy_eval_latency_ms"), 0.99, window=5, **r)
     assert p99[-1] > 250
-    reasons = {k: at_end(v) for k, v in h.total(n("policy_eval_errors_total"), by="reason",
-                                               **r).items()}
+    reasons = {
+        k: at_end(v) for k, v in h.total(n("policy_eval_errors_total"), by="reason", **r).items()
+    }
     assert (reasons["timeout"] + reasons["unavailable"]) / sum(reasons.values()) > 0.9
     hits = h.total(n("policy_cache_requests_total"), by="result", **r)
     assert at_end(hits["hit"]) / (at_end(hits["hit"]) + at_end(hits["miss"])) < 0.9
     up = np.stack(list(h.select(n("policy_service_up"), **r).values()))
-    assert set(np.unique(up[:, since_incident(g):])) == {0.0, 1.0}
+    assert set(np.unique(up[:, since_incident(g) :])) == {0.0, 1.0}
     assert (np.abs(np.diff(up[:, -30:], axis=1)).sum(axis=1) >= 3).all()  # flapping, not down
     # Downstream: the controller suffers too, but later and less than the policy service.
-    policy_errors = ratio(h.sum(n("policy_eval_errors_total"), **r),
-                          h.sum(n("policy_eval_total"), **r), window=5)
-    reconcile_errors = ratio(h.sum(n("reconcile_failures_total"), reason="policy_error", **r),
-                             h.sum(n("reconcile_total"), **r), window=5)
+    policy_errors = ratio(
+        h.sum(n("policy_eval_errors_total"), **r), h.sum(n("policy_eval_total"), **r), window=5
+    )
+    reconcile_errors = ratio(
+        h.sum(n("reconcile_failures_total"), reason="policy_error", **r),
+        h.sum(n("reconcile_total"), **r),
+        window=5,
+    )
     assert reconcile_errors[-1] > 0.005 and policy_errors[-1] > 5 * reconcile_errors[-1]
     assert np.argmax(p99 > 250) < np.argmax(reconcile_errors > 0.005)
     assert np.argmax(policy_errors > 0.005) < np.argmax(reconcile_errors > 0.005)
@@ -428,8 +504,9 @@ def test_policy_timeout(generated: dict[str, Generated], names: signals_module.S
     assert depth.max() < generated["reconcile_backlog"].history.sum(n("queue_depth"), **r).max()
 
 
-def test_rate_limit_saturation(generated: dict[str, Generated],
-                               names: signals_module.Signals) -> None:
+def test_rate_limit_saturation(
+    generated: dict[str, Generated], names: signals_module.Signals
+) -> None:
     g = generated["rate_limit_saturation"]
     h, n, truth = g.history, names.metric_name, g.scenario.truth
     r = {"region": truth.region}
@@ -438,8 +515,9 @@ def test_rate_limit_saturation(generated: dict[str, Generated],
     assert ratio(errors["429"], requests)[-1] > 0.02
     five_xx = sum((v for c, v in errors.items() if c.startswith("5")), np.zeros(len(h.ts)))
     assert ratio(five_xx, requests).max() < 0.005
-    by_client = {k: at_end(v) for k, v in h.total(n("gateway_throttled_total"), by="client_id",
-                                                 **r).items()}
+    by_client = {
+        k: at_end(v) for k, v in h.total(n("gateway_throttled_total"), by="client_id", **r).items()
+    }
     culprits = sum(by_client[c] for c in truth.client_ids)
     assert culprits > 0.7 * sum(by_client.values())
     assert max(by_client, key=by_client.__getitem__) in truth.client_ids
@@ -449,8 +527,7 @@ def test_migration_hang(generated: dict[str, Generated], names: signals_module.S
     g = generated["migration_hang"]
     h, n, truth = g.history, names.metric_name, g.scenario.truth
     r = {"region": truth.region}
-    stuck = h.sum(n("lifecycle_jobs_in_progress"), job_type="migrate", step="verify_checksums",
-                    **r)
+    stuck = h.sum(n("lifecycle_jobs_in_progress"), job_type="migrate", step="verify_checksums", **r)
     first = since_incident(g)
     assert (stuck[first:] == len(truth.job_ids)).all()
     assert stuck_minutes(stuck) * STEP_S / 60 > 30
@@ -458,7 +535,6 @@ def test_migration_hang(generated: dict[str, Generated], names: signals_module.S
     for tenant in truth.tenants:
         (series,) = [v for labels, v in lag.items() if dict(labels)["tenant"] == tenant]
         assert series[-1] > 60 and series[-1] > series[first + 10]
-    failures = h.total(n("lifecycle_job_failures_total"), by="tenant", step="verify_checksums",
-                       **r)
+    failures = h.total(n("lifecycle_job_failures_total"), by="tenant", step="verify_checksums", **r)
     assert any(failures.get(t, np.zeros(1))[-1] > 0 for t in truth.tenants)
     assert "stuck step" in slo_breaches(g, names, truth.region)
