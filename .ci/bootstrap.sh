@@ -57,7 +57,7 @@ case "$job" in
     log "pytest"; exec pytest -n 2 "$@"
     ;;
   demo)
-    exec tenancy-diag demo "$@"
+    exec tenancy-diag run all --sample --incident sample --out outputs "$@"
     ;;
   *)
     exec "$job" "$@"

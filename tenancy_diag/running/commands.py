@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag import settings
-from tenancy_diag.errors import TenancyDiagError
+from tenancy_diag.errors import ConfigError, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
 from tenancy_diag.running.coercing import Given
@@ -24,6 +24,7 @@ from tenancy_diag.running.parameters import merge, parse_assignments, read_files
 from tenancy_diag.running.progress import for_stream
 from tenancy_diag.running.rerun import rerun
 from tenancy_diag.running.runs import DEFAULT_CELL_TIMEOUT_S, RunResult, execute_run, plan_run
+from tenancy_diag.running.sample import load_sample, with_replay
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -85,6 +86,18 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
         metavar="PARAMS.yaml",
         help="parameters file (repeatable)",
     )
+    run.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="answer every source call offline from DIR/<notebook>/ (a bundle's snapshots/)",
+    )
+    run.add_argument(
+        "--sample",
+        action="store_true",
+        help="replay the recorded sample incident shipped with tenancy-diag (offline)",
+    )
     run.set_defaults(func=lambda args: _cmd_run(args, catalog))
 
     again = subparsers.add_parser("rerun", help="re-execute a bundle offline from its snapshots")
@@ -145,8 +158,12 @@ def named_parameters(
 def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
     command = redact_command(sys.argv)
     try:
+        replay_dir, sample_given = _replay_source(args)
         given = merge(
-            read_files(args.params_files), named_parameters(args), parse_assignments(args.params)
+            sample_given,
+            read_files(args.params_files),
+            named_parameters(args),
+            parse_assignments(args.params),
         )
         plan = plan_run(
             catalog().resolve(args.notebooks),
@@ -157,6 +174,8 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
             cell_timeout_s=args.timeout or DEFAULT_CELL_TIMEOUT_S,
             workers=args.workers,
         )
+        if replay_dir is not None:
+            plan = with_replay(plan, replay_dir)
         for warning in plan.warnings:
             print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
         result = execute_run(plan, for_stream(sys.stderr, len(plan.notebooks)))
@@ -164,6 +183,16 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
         _audit_refusal(args.out, "run", command, args.incident, e)
         raise
     return _finish(args.out, "run", command, result, extra_failure=None)
+
+
+def _replay_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, Given]]:
+    if args.sample and args.replay:
+        raise ConfigError("--sample and --replay both name a recording; pass one of them")
+    if args.sample:
+        sample = load_sample()
+        return sample.snapshots, {k: Given(v, "the sample incident") for k, v in
+                                  sample.parameters.items()}
+    return args.replay, {}
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
