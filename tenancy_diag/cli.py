@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--state-dir", type=Path, default=None)
     env.set_defaults(func=_cmd_sandbox_env)
 
+    lab = sub.add_parser("lab", help="JupyterLab on the notebooks, wired to the running sandbox")
+    lab.add_argument("--state-dir", type=Path, default=None, help="the sandbox to use")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-sandbox", action="store_true", help="start without sandbox settings")
+    lab.set_defaults(func=_cmd_lab)
+
     from tenancy_diag.running.commands import add_commands
 
     add_commands(sub)
@@ -169,6 +175,38 @@ def _cmd_sandbox_env(args: argparse.Namespace) -> int:
     for key, value in stack.endpoints(args.state_dir).env().items():
         print(f"export {key}={shlex.quote(value)}")
     return EXIT_OK
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from tenancy_diag.sandbox import stack
+    from tenancy_diag.settings import ENV_LAB
+
+    env = dict(os.environ)
+    if not args.no_sandbox:
+        endpoints = stack.endpoints(args.state_dir)
+        env.update(endpoints.env())
+        env[ENV_LAB] = "1"
+        print(
+            f"notebooks wired to the {endpoints.scenario} sandbox (history ends {endpoints.end})",
+            file=sys.stderr,
+        )
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--notebook-dir={notebooks}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={args.port}",
+        "--no-browser",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # CI and sandboxes run as root; Jupyter refuses otherwise
+    # Jupyter owns the terminal until Ctrl-C; its exit code is ours.
+    return subprocess.call(command, env=env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

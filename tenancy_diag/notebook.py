@@ -20,6 +20,7 @@ from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing import DIAGNOSES, Endpoints, connect
 from tenancy_diag.diagnosing.steps import Diagnosis, DlqEvidence
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.settings import notebook_fallbacks
 
 # Parameters every subsystem notebook declares, beside its thresholds.
 COMMON = (
@@ -49,6 +50,7 @@ def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
     missing = [name for name in COMMON if name not in params]
     if missing:
         raise ConfigError(f"the parameters cell lacks {', '.join(missing)}; add them")
+    params = {**params, **notebook_fallbacks(params)}
     thresholds = {
         k: float(v)
         for k, v in params.items()

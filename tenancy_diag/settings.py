@@ -103,3 +103,33 @@ def extra_redaction_patterns(env: Mapping[str, str] | None = None) -> tuple[str,
     env = os.environ if env is None else env
     raw = env.get(ENV_REDACT_PATTERNS, "")
     return tuple(line for line in raw.splitlines() if line.strip())
+
+
+#: Notebook parameters that, left at their empty default, fall back to these variables, but only
+#: under ``TENANCY_DIAG_LAB=1``: that is how `tenancy-diag lab` hands the sandbox's endpoints to
+#: notebooks opened by hand. Headless runs never consult them, so a recorded run replays exactly.
+ENV_LAB = "TENANCY_DIAG_LAB"
+NOTEBOOK_ENV_FALLBACKS = {
+    "prometheus_url": "TENANCY_DIAG_PROMETHEUS_URL",
+    "kubeconfig": "TENANCY_DIAG_KUBECONFIG",
+    "aws_endpoint_url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
+    "tenancy_api_url": "TENANCY_DIAG_TENANCY_API_URL",
+    "end": "TENANCY_DIAG_END",
+    "incident_start": "TENANCY_DIAG_INCIDENT_START",
+}
+
+
+def notebook_fallbacks(
+    params: Mapping[str, object], env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Values for notebook parameters left empty (or ``end="now"``) from the environment."""
+    env = os.environ if env is None else env
+    if env.get(ENV_LAB) != "1":
+        return {}
+    out = {}
+    for name, variable in NOTEBOOK_ENV_FALLBACKS.items():
+        current = params.get(name)
+        unset = current in ("", None) or (name == "end" and current == "now")
+        if unset and env.get(variable):
+            out[name] = env[variable]
+    return out

@@ -190,8 +190,9 @@ def _replay_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, Giv
         raise ConfigError("--sample and --replay both name a recording; pass one of them")
     if args.sample:
         sample = load_sample()
-        return sample.snapshots, {k: Given(v, "the sample incident") for k, v in
-                                  sample.parameters.items()}
+        return sample.snapshots, {
+            k: Given(v, "the sample incident") for k, v in sample.parameters.items()
+        }
     return args.replay, {}
 
 

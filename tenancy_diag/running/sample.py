@@ -37,8 +37,9 @@ def load_sample(folder: Path = SAMPLE_DIR) -> Sample:
         ) from e
     if data.get("schema") != SAMPLE_SCHEMA:
         raise ConfigError(f"{path} has schema {data.get('schema')!r}; expected {SAMPLE_SCHEMA}")
-    return Sample(data["incident"], data["scenario"], dict(data["parameters"]),
-                  folder / "snapshots")
+    return Sample(
+        data["incident"], data["scenario"], dict(data["parameters"]), folder / "snapshots"
+    )
 
 
 def with_replay(plan: RunPlan, recording: Path) -> RunPlan:

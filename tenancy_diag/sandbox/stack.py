@@ -67,6 +67,7 @@ class Endpoints:
             "TENANCY_DIAG_KUBECONFIG": self.kubeconfig,
             "TENANCY_DIAG_TENANCY_API_URL": self.tenancy_api_url,
             "TENANCY_DIAG_END": self.end,
+            **({"TENANCY_DIAG_INCIDENT_START": self.incident_start} if self.incident_start else {}),
         }
 
 
