@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 def _status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
             return int(response.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
