@@ -1,0 +1,42 @@
+"""A Kubernetes API server for the sandbox: the Tenancy pods, their Deployments and their logs.
+
+It answers the read calls the diagnostics make with the real API's JSON (kinds, apiVersions,
+metadata, Status objects for errors, worded as kube-apiserver words them), so the real
+``kubernetes`` client and kubectl work against it unchanged. Everything is derived from the
+scenario (:mod:`~tenancy_diag.sandbox.topology`, :mod:`~tenancy_diag.sandbox.pod_logs`).
+
+Where things live, as in one of moto's backends: :mod:`.objects` and :mod:`.identities` (the
+cluster's state as JSON), :mod:`.selectors` and :mod:`.logs` (what a query asks for),
+:mod:`.routes` (the API's paths), :mod:`.handler` (HTTP), :mod:`.errors` (Status answers),
+:mod:`.kubeconfig` and :mod:`.running` (how clients and the sandbox reach it).
+"""
+
+from tenancy_diag.sandbox.kube_api.errors import ApiError
+from tenancy_diag.sandbox.kube_api.handler import CLUSTER_PREFIX, make_handler
+from tenancy_diag.sandbox.kube_api.identities import IMAGE_TAG
+from tenancy_diag.sandbox.kube_api.kubeconfig import CONTEXT, write_kubeconfig
+from tenancy_diag.sandbox.kube_api.logs import LogOptions, log_options, log_text
+from tenancy_diag.sandbox.kube_api.objects import Fleet
+from tenancy_diag.sandbox.kube_api.routes import VERSION, Answer, Api, Request
+from tenancy_diag.sandbox.kube_api.running import main
+from tenancy_diag.sandbox.kube_api.selectors import Requirement, parse_selector
+
+__all__ = [
+    "CLUSTER_PREFIX",
+    "CONTEXT",
+    "IMAGE_TAG",
+    "VERSION",
+    "Answer",
+    "Api",
+    "ApiError",
+    "Fleet",
+    "LogOptions",
+    "Request",
+    "Requirement",
+    "log_options",
+    "log_text",
+    "main",
+    "make_handler",
+    "parse_selector",
+    "write_kubeconfig",
+]
