@@ -18,6 +18,8 @@ from tenancy_diag.analysis.frames import TIME, VALUE
 # A failure is "concentrated" when this share of it comes from the top few offenders.
 CONCENTRATION_SHARE = 0.6
 CONCENTRATION_TOP = 3
+# Evidence from metrics, logs and queues never proves a cause outright.
+MAX_CONFIDENCE = 0.95
 
 
 def failing_regions(slo: Sequence[SloRow], name: str) -> list[str]:
@@ -69,7 +71,7 @@ def _match(
     known = [s for s in starts if s is not None]
     return PatternMatch(
         pattern,
-        min(1.0, sum(scores.values())),
+        min(MAX_CONFIDENCE, sum(scores.values())),
         tuple(evidence),
         min(known) if known else None,
         tuple(sorted(set(regions))),

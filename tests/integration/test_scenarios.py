@@ -167,6 +167,10 @@ def test_run_all_diagnoses_the_scenario_and_leaks_no_secret(
     assert verify_bundle(bundle.root) == []
 
 
+def _all_patterns(summary: dict[str, Any]) -> set[str]:
+    return {p["id"] for row in summary["subsystems"] for p in row["patterns"]}
+
+
 def _assert_diagnosis(
     name: str, home: dict[str, Any], summary: dict[str, Any], truth: dict[str, Any]
 ) -> None:
@@ -177,6 +181,11 @@ def _assert_diagnosis(
     assert summary["root_cause"]["pattern"] == name, evidence
     assert summary["root_cause"]["subsystem"] == home["subsystem"]
     assert truth["region"] in home["regions"], (home["regions"], truth["region"])
+    if name == "policy_timeout":
+        # The slow policy service drives a reconcile backlog downstream; the runbook names
+        # transient policy failures as its cause, so the policy timeout must rank first.
+        assert "reconcile_backlog" in _all_patterns(summary), evidence
+        assert summary["root_cause"]["explains"] == ["reconcile_backlog"], summary["root_cause"]
 
     if name == "webhook_storm":
         assert set(home["endpoints"]) == set(truth["endpoints"]), home["endpoints"]

@@ -75,11 +75,13 @@ def _controller_pods(
     backlog = world.fault("reconcile_backlog") * region
     downstream = world.fault("policy_timeout", _DOWNSTREAM_DELAY_S, ramp_s=600.0) * region
     minutes = world.elapsed_s() / 60.0
-    # A backlog keeps growing while its cause lasts; a slow policy service only slows draining.
+    # A backlog keeps growing while its cause lasts. A slow policy service makes reconciles fail
+    # and retry, so the queue builds up too, later and slower: the runbook's "transient policy
+    # failures" cause of an excessive reconcile backlog.
     depth = (
         3.0 * world.diurnal[region_idx]
         + backlog * (120.0 + 8.0 * minutes)
-        + downstream * (8.0 + 0.4 * minutes)
+        + downstream * (15.0 + 1.5 * minutes)
     )
     throttled = noisy_counts(
         rng, world.step_s * world.diurnal[region_idx] * (0.02 + 3.0 * backlog + 0.2 * downstream)
