@@ -34,6 +34,7 @@ from tenancy_diag.sources.registry import registry as default_registry
 from tenancy_diag.times import parse_duration, parse_time
 
 T = TypeVar("T")
+AWS_ITSELF = "aws"
 SOURCE_KINDS = ("prometheus", "kubernetes", "sqs", "admin-api")
 
 
@@ -112,9 +113,9 @@ def _live_sources(
             "kubernetes", KubeSettings(kubeconfig=Path(endpoints.kubeconfig)), redactor
         )
     if endpoints.aws_endpoint_url:
-        live["sqs"] = registry.create(
-            "sqs", SqsSettings(endpoint_url=endpoints.aws_endpoint_url), redactor
-        )
+        # "aws" means AWS itself: each region's own SQS endpoint, not one override for all.
+        override = None if endpoints.aws_endpoint_url == AWS_ITSELF else endpoints.aws_endpoint_url
+        live["sqs"] = registry.create("sqs", SqsSettings(endpoint_url=override), redactor)
     if endpoints.tenancy_api_url:
         settings = AdminApiSettings(url=endpoints.tenancy_api_url, token=read_token())
         live["admin-api"] = registry.create("admin-api", settings, redactor)
