@@ -225,12 +225,23 @@ class Diagnosis:
         )
         severity = severity_of(self.subsystem, status, regions, self.regions())
         book = self.ctx.runbook
+        summary = summarize(self.subsystem, status, patterns, regions, book)
+        if status == "unknown" and unavailable:
+            summary = (
+                f"{self.subsystem}: not enough evidence: "
+                + "; ".join(f"{kind} {self.ctx.sources[kind]}" for kind in unavailable)
+                + "."
+            )
+        summary = summarize(self.subsystem, status, patterns, regions, book)
+        if status == "unknown" and unavailable:
+            gaps = "; ".join(f"{kind} {self.ctx.sources[kind]}" for kind in unavailable)
+            summary = f"{self.subsystem}: not enough evidence: {gaps}."
         return Findings(
             subsystem=self.subsystem,
             incident=self.ctx.incident_id,
             status=status,
             severity=severity,
-            summary=summarize(self.subsystem, status, patterns, regions, book),
+            summary=summary,
             patterns=list(patterns),
             regions=regions,
             # Background noise names tenants too; only an unhealthy subsystem has affected ones.
