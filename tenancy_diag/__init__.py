@@ -41,7 +41,34 @@ _EXPORTS = {
 }
 _ALIASES = {"load_signals": "load"}
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ConfigError",
+    "DIAGNOSES",
+    "Endpoints",
+    "Findings",
+    "Metrics",
+    "ParameterError",
+    "PatternMatch",
+    "Redactor",
+    "ReplayMiss",
+    "SandboxError",
+    "Scope",
+    "SignalsError",
+    "SloRow",
+    "SnapshotError",
+    "SnapshotWriter",
+    "SourceConfigError",
+    "SourceError",
+    "SourceRejected",
+    "SourceUnavailable",
+    "TenancyDiagError",
+    "__version__",
+    "connect",
+    "load_signals",
+    "record",
+    "replay",
+    "verify_snapshot",
+]
 
 
 def __getattr__(name: str) -> Any:

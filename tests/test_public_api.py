@@ -26,12 +26,13 @@ def test_error_tree_roots_in_one_base():
 
 
 def test_unreachable_sources_raise_only_our_errors(tmp_path):
+    from datetime import UTC, datetime
+
     from tenancy_diag.settings import AdminApiSettings, PrometheusSettings, SqsSettings
     from tenancy_diag.sources.admin_api import AdminApiClient
     from tenancy_diag.sources.base import InstantQuery, JobsRequest, QueueRef
     from tenancy_diag.sources.prometheus import PrometheusSource
     from tenancy_diag.sources.sqs import SqsQueueSource
-    from datetime import UTC, datetime
 
     dead = "http://127.0.0.1:9"
     calls = [
@@ -50,3 +51,7 @@ def test_unreachable_sources_raise_only_our_errors(tmp_path):
             call()
         assert isinstance(caught.value, SourceUnavailable | TenancyDiagError)
         assert "\n" not in str(caught.value)
+
+
+def test_all_lists_exactly_the_exports():
+    assert set(tenancy_diag.__all__) == {*tenancy_diag._EXPORTS, "__version__"}
