@@ -42,8 +42,8 @@ _EXPORTS = {
 _ALIASES = {"load_signals": "load"}
 
 __all__ = [
-    "ConfigError",
     "DIAGNOSES",
+    "ConfigError",
     "Endpoints",
     "Findings",
     "Metrics",
