@@ -219,3 +219,52 @@ def test_drain3_is_configured_in_code_and_quiet(tmp_path, monkeypatch, caplog):
         sig = failure_signatures(_df(lines))
     assert len(sig) == 2
     assert not [r for r in caplog.records if r.name.startswith("drain3")]
+
+
+def test_tenants_where_ranks_tenants_of_matching_error_lines():
+    from tenancy_diag.analysis.logs import frame, tenants_where
+
+    lines = [
+        {
+            "line": 'ts=2026-11-27T01:00:00Z level=ERROR msg="request throttled" tenant=t-000002 '
+            "client_id=cli-a code=429",
+            "pod": "p",
+            "container": "c",
+            "previous": False,
+            "region": "r",
+        },
+        {
+            "line": 'ts=2026-11-27T01:00:01Z level=ERROR msg="request throttled" tenant=t-000001 '
+            "client_id=cli-a code=429",
+            "pod": "p",
+            "container": "c",
+            "previous": False,
+            "region": "r",
+        },
+        {
+            "line": 'ts=2026-11-27T01:00:02Z level=ERROR msg="request throttled" tenant=t-000001 '
+            "client_id=cli-a code=429",
+            "pod": "p",
+            "container": "c",
+            "previous": False,
+            "region": "r",
+        },
+        {
+            "line": 'ts=2026-11-27T01:00:03Z level=ERROR msg="request throttled" tenant=t-000009 '
+            "client_id=cli-b code=429",
+            "pod": "p",
+            "container": "c",
+            "previous": False,
+            "region": "r",
+        },
+        {
+            "line": 'ts=2026-11-27T01:00:04Z level=INFO msg="ok" tenant=t-000008 client_id=cli-a',
+            "pod": "p",
+            "container": "c",
+            "previous": False,
+            "region": "r",
+        },
+    ]
+    df = frame(lines)
+    assert tenants_where(df, "client_id", ["cli-a"]) == ["t-000001", "t-000002"]
+    assert tenants_where(df, "client_id", []) == []

@@ -226,3 +226,19 @@ def _miner() -> TemplateMiner:
 
 # drain3 logs at INFO on every miner it creates; a notebook cell should show findings, not that.
 logging.getLogger("drain3").setLevel(logging.WARNING)
+
+
+def tenants_where(df: pd.DataFrame, field: str, values: Iterable[str]) -> list[str]:
+    """Tenants of the ERROR lines whose logfmt ``field`` is one of ``values``, most lines first.
+
+    Metrics keyed by something other than tenant (the gateway's client_id) still leave the
+    affected tenants in the logs.
+    """
+    wanted = set(values)
+    if df.empty or not wanted or "line" not in df.columns:
+        return []
+    errors = df[df["level"] == "ERROR"] if "level" in df.columns else df
+    fields = errors["line"].map(parse_logfmt)
+    hits = fields[fields.map(lambda f: f.get(field) in wanted)]
+    tenants = hits.map(lambda f: f.get("tenant") or None).dropna()
+    return [str(t) for t in tenants.value_counts().index]

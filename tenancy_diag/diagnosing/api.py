@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tenancy_diag import plots
+from tenancy_diag.analysis import logs as log_analysis
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, LogEvidence, SloSpec
@@ -94,4 +95,6 @@ class ApiDiagnosis(Diagnosis):
         match, offenders = patterns.rate_limit_saturation(
             self.slo_rows, self.clients, self.ratio_429, self.ctx.thresholds["ratio_429_max"]
         )
-        return self.findings([match] if match else [], client_ids=offenders)
+        lines = self.log.lines if self.log else pd.DataFrame()
+        tenants = log_analysis.tenants_where(lines, "client_id", offenders)
+        return self.findings([match] if match else [], tenants=tenants, client_ids=offenders)
