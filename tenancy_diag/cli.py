@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tenancy_diag.running.commands import add_commands
 
     add_commands(sub)
+
+    from tenancy_diag.service.cli import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.bundles import (
     create_bundle,
+    finished_bundle,
     new_run_id,
     read_manifest,
     verify_bundle,
@@ -131,3 +132,31 @@ def test_recorded_command_lines_hide_secrets():
     for secret in ("s3cr3t", "abc", "=pw", "hunter2"):
         assert secret not in safe
     assert "tenant=t1" in safe and "api_token=[REDACTED]" in safe
+
+
+def test_a_given_run_id_names_the_folder_and_an_interrupted_one_is_moved_aside(tmp_path):
+    out = tmp_path / "out"
+    first = create_bundle(out, "INC-1", run_id="svc-1")
+    assert first.root == (out / "INC-1" / "svc-1").resolve() and first.run_id == "svc-1"
+    (first.root / "half-written.ipynb").write_text("{}")
+    assert finished_bundle(out, "INC-1", "svc-1") is None  # no manifest: not finished
+    again = create_bundle(out, "INC-1", run_id="svc-1")
+    assert list(again.root.iterdir()) == []
+    assert (out / "INC-1" / "svc-1.partial-1" / "half-written.ipynb").exists()
+
+
+def test_a_finished_run_id_is_found_only_while_its_manifest_verifies(tmp_path):
+    out = tmp_path / "out"
+    bundle = create_bundle(out, "INC-1", run_id="svc-2")
+    bundle.findings("ok").write_text('{"status": "ok"}')
+    write_manifest(bundle, {"run_id": "svc-2", "incident": "INC-1"})
+    found = finished_bundle(out, "INC-1", "svc-2")
+    assert found is not None and found.root == bundle.root
+    bundle.findings("ok").write_text('{"status": "failing"}')
+    assert finished_bundle(out, "INC-1", "svc-2") is None
+
+
+@pytest.mark.parametrize("run_id", ["../x", "a/b", "..", ""])
+def test_run_ids_that_could_escape_out_are_refused(tmp_path, run_id):
+    with pytest.raises(ConfigError, match="run id"):
+        create_bundle(tmp_path / "out", "INC-1", run_id=run_id)

@@ -68,9 +68,18 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def create_bundle(out: Path, incident: str, now: datetime | None = None) -> Bundle:
-    """A new, empty bundle folder for ``incident`` under ``out``."""
+def create_bundle(
+    out: Path, incident: str, now: datetime | None = None, run_id: str | None = None
+) -> Bundle:
+    """A new, empty bundle folder for ``incident`` under ``out``, named ``run_id`` when given.
+
+    A given run id whose folder already exists holds an interrupted attempt (a finished one
+    is found by :func:`finished_bundle` before any run starts): it is moved aside to
+    ``<run_id>.partial-<n>``, kept as evidence of what happened, and the folder starts empty.
+    """
     check_name(incident, "incident id")
+    if run_id is not None:
+        return _bundle_named(out, incident, check_name(run_id, "run id"))
     for _ in range(5):
         run_id = new_run_id(now)
         root = out / incident / run_id
@@ -85,6 +94,38 @@ def create_bundle(out: Path, incident: str, now: datetime | None = None) -> Bund
             ) from e
         return Bundle(inside(out, root, "incident id"), incident, run_id)
     raise ConfigError(f"could not find a free run id under {out / incident}; retry")
+
+
+def _bundle_named(out: Path, incident: str, run_id: str) -> Bundle:
+    root = inside(out, out / incident / run_id, "run id")
+    try:
+        if root.exists():
+            move_aside(root, "partial")
+        root.mkdir(parents=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create bundle folder {root} ({e.strerror}); choose a writable --out"
+        ) from e
+    return Bundle(root, incident, run_id)
+
+
+def move_aside(root: Path, label: str) -> Path:
+    """Rename ``root`` to ``<root>.<label>-<n>`` (the first free n) and return the new path."""
+    n = 1
+    while (target := root.with_name(f"{root.name}.{label}-{n}")).exists():
+        n += 1
+    root.rename(target)
+    return target
+
+
+def finished_bundle(out: Path, incident: str, run_id: str) -> Bundle | None:
+    """The bundle ``OUT/<incident>/<run_id>`` when it exists and its manifest verifies."""
+    root = inside(
+        out, out / check_name(incident, "incident id") / check_name(run_id, "run id"), "run id"
+    )
+    if not (root / MANIFEST).is_file() or verify_bundle(root):
+        return None
+    return Bundle(root, incident, run_id)
 
 
 def open_bundle(path: Path) -> tuple[Bundle, dict[str, Any]]:

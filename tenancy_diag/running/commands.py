@@ -18,6 +18,7 @@ from typing import Any
 from tenancy_diag import settings
 from tenancy_diag.errors import ConfigError, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
+from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
 from tenancy_diag.running.coercing import Given
 from tenancy_diag.running.parameters import merge, parse_assignments, read_files
@@ -66,6 +67,11 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
         help=f"end of the window (ISO-8601, Unix s, now); default: ${_ENV_END} or now",
     )
     run.add_argument("--lookback", default=None, help="window length, e.g. 3h")
+    run.add_argument(
+        "--run-id",
+        default=None,
+        help="name the bundle folder; if that bundle already finished intact, reuse it",
+    )
     _common(run)
     run.add_argument(
         "-p",
@@ -159,11 +165,14 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
     command = redact_command(sys.argv)
     try:
         replay_dir, sample_given = _replay_source(args)
+        named = named_parameters(args)
+        if replay_dir is not None:
+            # A replay contacts no source: live endpoints (say, exported for a sandbox) would
+            # only land in the manifest as if they had been used.
+            named = {k: v for k, v in named.items() if k not in _SOURCE_FLAGS}
+        # The sample's recorded window comes last: any other window would miss its recording.
         given = merge(
-            sample_given,
-            read_files(args.params_files),
-            named_parameters(args),
-            parse_assignments(args.params),
+            read_files(args.params_files), named, parse_assignments(args.params), sample_given
         )
         plan = plan_run(
             catalog().resolve(args.notebooks),
@@ -173,7 +182,11 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
             command=command,
             cell_timeout_s=args.timeout or DEFAULT_CELL_TIMEOUT_S,
             workers=args.workers,
+            run_id=args.run_id,
         )
+        done = finished_bundle(args.out, args.incident, args.run_id) if args.run_id else None
+        if done is not None:
+            return _skip(args.out, command, done)
         if replay_dir is not None:
             plan = with_replay(plan, replay_dir)
         for warning in plan.warnings:
@@ -183,6 +196,26 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
         _audit_refusal(args.out, "run", command, args.incident, e)
         raise
     return _finish(args.out, "run", command, result, extra_failure=None)
+
+
+def _skip(out: Path, command: list[str], bundle: Bundle) -> int:
+    # A retry after a crash: the run this id names already finished, so a second copy of the
+    # evidence would only make "which bundle is the incident's?" ambiguous.
+    append_audit(
+        out,
+        AuditRecord(
+            actor=settings.actor(),
+            action="run",
+            command=command,
+            incident=bundle.incident,
+            run_id=bundle.run_id,
+            result="skipped: this run id already has an intact bundle",
+            exit_code=EXIT_OK,
+        ),
+    )
+    print(f"tenancy-diag: run {bundle.run_id} already finished; reusing it", file=sys.stderr)
+    print(bundle.root / INDEX)
+    return EXIT_OK
 
 
 def _replay_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, Given]]:

@@ -75,6 +75,8 @@ class RunPlan:
     action: str = "run"
     rerun_of: str | None = None
     warnings: tuple[str, ...] = ()
+    #: A caller-chosen run id (the service's, stable across its retries); None draws a new one.
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,12 @@ def plan_run(
     command: Sequence[str] = (),
     cell_timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
     workers: int | None = None,
+    run_id: str | None = None,
 ) -> RunPlan:
     """Every check of a run, before anything is written or any kernel starts."""
     check_name(incident, "incident id")
+    if run_id is not None:
+        check_name(run_id, "run id")
     inside(out, out / incident, "incident id")
     declared = {e.name: declared_parameters(e.path) for e in entries}
     user = {name: value for name, value in given.items() if name != "end"}
@@ -123,6 +128,7 @@ def plan_run(
         cell_timeout_s,
         workers,
         warnings=resolved.warnings,
+        run_id=run_id,
     )
 
 
@@ -162,7 +168,7 @@ def _common_default(name: str, declared: Mapping[str, Mapping[str, ParameterSpec
 def execute_run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     """Create the bundle, run every notebook, and write summary, index and manifest."""
     started = datetime.now(UTC)
-    bundle = create_bundle(plan.out, plan.incident, started)
+    bundle = create_bundle(plan.out, plan.incident, started, run_id=plan.run_id)
     jobs = [_job(bundle, plan, p) for p in plan.notebooks]
     outcomes = execute_all(jobs, plan.workers, progress)
     finished = datetime.now(UTC)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -115,24 +116,54 @@ def _free_port() -> int:
         return port
 
 
-def _write_config(workdir: Path, rule_files: Sequence[Path]) -> Path:
-    config = {
-        "global": {"scrape_interval": "1m", "evaluation_interval": "1m"},
+def _write_config(
+    workdir: Path,
+    rule_files: Sequence[Path],
+    alertmanager_url: str | None = None,
+    evaluation_interval: str = "1m",
+) -> Path:
+    config: dict[str, object] = {
+        "global": {"scrape_interval": "1m", "evaluation_interval": evaluation_interval},
         "rule_files": [str(Path(f).resolve()) for f in rule_files],
         "scrape_configs": [],
     }
+    if alertmanager_url:
+        target = urlsplit(alertmanager_url)
+        config["alerting"] = {
+            "alertmanagers": [
+                {
+                    "scheme": target.scheme or "http",
+                    "path_prefix": target.path or "/",
+                    "static_configs": [{"targets": [target.netloc]}],
+                }
+            ]
+        }
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
 def start_prometheus(
-    data_dir: Path, workdir: Path, rule_files: Sequence[Path] = (), port: int = 0
+    data_dir: Path,
+    workdir: Path,
+    rule_files: Sequence[Path] = (),
+    port: int = 0,
+    *,
+    alertmanager_url: str | None = None,
+    evaluation_interval: str = "1m",
+    extra_args: Sequence[str] = (),
 ) -> PrometheusProcess:
-    """Serve ``data_dir`` on 127.0.0.1 (a free port when ``port`` is 0) once it is ready."""
+    """Serve ``data_dir`` on 127.0.0.1 (a free port when ``port`` is 0) once it is ready.
+
+    With ``rule_files`` it evaluates them every ``evaluation_interval`` (a Go duration) at
+    wall-clock time, and sends firing alerts to the Alertmanager at ``alertmanager_url``.
+    ``extra_args`` go to the binary as they are (e.g. ``--rules.alert.resend-delay=2s``: the
+    first notification is dropped when it precedes Alertmanager discovery, and the default
+    resend waits a minute).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = _write_config(workdir, rule_files)
+    config = _write_config(workdir, rule_files, alertmanager_url, evaluation_interval)
     port = port or _free_port()
     log = workdir / "prometheus.log"
     command = [
@@ -141,6 +172,7 @@ def start_prometheus(
         f"--storage.tsdb.path={data_dir}",
         f"--storage.tsdb.retention.time={RETENTION}",
         f"--web.listen-address={HOST}:{port}",
+        *extra_args,
     ]
     with log.open("ab") as out:
         # A session of its own, so a Ctrl-C meant for the caller does not kill it half-way.

@@ -1,0 +1,152 @@
+"""`tenancy-diag serve`: the receiver, the durable queue, the worker pool and the sinks, wired.
+
+Start-up order matters for "each accepted request yields exactly one bundle": the queue is
+opened and jobs a killed predecessor left running are requeued *before* any worker claims, and
+the receiver listens last, so nothing is accepted that no one will run. SIGTERM reverses it:
+stop accepting, let running jobs finish (up to ``drain_timeout_s``), close the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+
+from tenancy_diag.errors import ConfigError
+from tenancy_diag.service.executor import SubprocessExecutor
+from tenancy_diag.service.http import configure_logging, make_handler
+from tenancy_diag.service.sinks import create_sink
+from tenancy_diag.service.store import Store
+from tenancy_diag.service.telemetry import Telemetry
+from tenancy_diag.service.worker import Worker
+
+log = logging.getLogger(__name__)
+
+#: The only address the receiver binds: it has no TLS, so a proxy must front any exposure.
+LOOPBACK = "127.0.0.1"
+QUEUE_FILE = "queue.sqlite"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything `serve` needs; durations in seconds."""
+
+    listen: str  # 127.0.0.1:PORT
+    state_dir: Path  # holds the queue
+    out: Path  # bundles go to OUT/<incident>/<run_id>
+    token: str
+    workers: int = 2
+    run_timeout_s: float = 1800.0
+    sinks: tuple[str, ...] = ("local",)
+    #: Runner source flag (``--prometheus-url``...) -> value.
+    sources: Mapping[str, str] = field(default_factory=dict)
+    #: Extra runner arguments, as given (``--sample`` replays offline).
+    runner_args: tuple[str, ...] = ()
+    capacity: int = 100
+    max_attempts: int = 3
+    backoff_s: float = 30.0  # before the first retry; doubled each time
+    drain_timeout_s: float = 60.0
+    max_body_bytes: int = 1_000_000
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:8080`` -> (host, port); any other host is refused."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen {text!r} is not HOST:PORT; use e.g. {LOOPBACK}:9464")
+    if host != LOOPBACK:
+        raise ConfigError(
+            f"--listen host {host!r} is not {LOOPBACK}; the receiver speaks plain HTTP, so it "
+            "binds loopback only; put a TLS proxy in front to receive from elsewhere"
+        )
+    return host, int(port)
+
+
+class Service:
+    """The running service; :meth:`start`, then :meth:`stop` (or :meth:`run` until SIGTERM)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        address = parse_listen(config.listen)
+        aws = config.sources.get("--aws-endpoint-url") or None
+        sinks = [create_sink(spec, out=config.out, aws_endpoint_url=aws) for spec in config.sinks]
+        executor = SubprocessExecutor(config.out, config.sources, extra_args=config.runner_args)
+        self.store = Store(config.state_dir / QUEUE_FILE, capacity=config.capacity)
+        self.requeued = self.store.requeue_interrupted()
+        self.telemetry = Telemetry()
+        self.worker = Worker(
+            self.store,
+            executor,
+            sinks,
+            self.telemetry,
+            workers=config.workers,
+            run_timeout_s=config.run_timeout_s,
+            max_attempts=config.max_attempts,
+            backoff_s=config.backoff_s,
+        )
+        handler = make_handler(self.store, config.token, self.telemetry, config.max_body_bytes)
+        try:
+            self.server = ThreadingHTTPServer(address, handler)
+        except OSError as e:
+            self.store.close()
+            raise ConfigError(
+                f"cannot listen on {config.listen} ({e.strerror}); choose a free port"
+            ) from e
+        self.server.daemon_threads = True
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        self.worker.start()
+        threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True).start()
+        _log(
+            "service started",
+            url=self.url,
+            workers=self.config.workers,
+            requeued=self.requeued,
+            sinks=len(self.config.sinks),
+        )
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.server.shutdown()
+        self.server.server_close()
+        drained = self.worker.stop(self.config.drain_timeout_s)
+        # Jobs still running stay "running" in the queue and are requeued at the next start.
+        _log("service stopped", drained=drained, queue=self.store.depth())
+        self.store.close()
+
+    def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        wanted = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            wanted.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+        self.start()
+        while not wanted.wait(1.0):
+            pass  # a timed wait, so the signal handler gets to run promptly
+        self.stop()
+
+
+def serve(config: ServiceConfig) -> int:
+    configure_logging()
+    Service(config).run()
+    return 0
+
+
+def _log(event: str, **fields: object) -> None:
+    log.info(json.dumps({"event": event, **fields}, default=str))

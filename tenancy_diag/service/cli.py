@@ -1,0 +1,129 @@
+"""``tenancy-diag serve``: the command line of the alert-driven service.
+
+The bearer token is never a flag (flags show in ``ps`` and shell history): it comes from
+``TENANCY_DIAG_SERVICE_TOKEN`` or the file named by ``TENANCY_DIAG_SERVICE_TOKEN_FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tenancy_diag.errors import TenancyDiagError
+
+if TYPE_CHECKING:
+    from tenancy_diag.service.app import ServiceConfig
+
+#: Source flag -> the environment variable the runner would fall back to.
+_SOURCES = {
+    "--prometheus-url": "TENANCY_DIAG_PROMETHEUS_URL",
+    "--kubeconfig": "TENANCY_DIAG_KUBECONFIG",
+    "--aws-endpoint-url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
+    "--tenancy-api-url": "TENANCY_DIAG_TENANCY_API_URL",
+}
+
+
+def add_serve_command(subparsers: Any) -> None:
+    """Add ``serve`` to the CLI's subparsers."""
+    serve_parser = subparsers.add_parser(
+        "serve", help="receive alerts and incidents, run the notebooks, attach the evidence"
+    )
+    add = serve_parser.add_argument
+    add("--listen", default="127.0.0.1:9464", help="127.0.0.1:PORT (loopback only)")
+    add("--state", type=Path, default=Path(".tenancy-diag"), help="folder of the durable queue")
+    add("--out", type=Path, default=Path("outputs"), help="bundles folder (default: outputs/)")
+    add("--workers", type=_positive(int), default=2, help="runs at once")
+    add("--run-timeout", type=_positive(float), default=1800.0, help="seconds one run may take")
+    add("--max-attempts", type=_positive(int), default=3, help="tries per job")
+    add("--retry-backoff", type=_positive(float), default=30.0, help="seconds before 1st retry")
+    add("--capacity", type=_positive(int), default=100, help="queued+running jobs accepted")
+    add(
+        "--sink",
+        dest="sinks",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="local, file:///dir, s3://bucket/prefix, http(s)://url[#slack|#pagerduty] "
+        "(repeatable; default: local)",
+    )
+    for flag, env in _SOURCES.items():
+        add(flag, default=None, help=f"passed to every run; default: ${env}")
+    add(
+        "--runner-arg",
+        dest="runner_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra argument for every run, e.g. --runner-arg=--sample (repeatable)",
+    )
+    serve_parser.set_defaults(func=_cmd_serve)
+
+
+def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> ServiceConfig:
+    # Deferred: boto3 and the rest load only when the service starts, not for `--help`.
+    from tenancy_diag.service.app import ServiceConfig  # noqa: PLC0415
+    from tenancy_diag.service.http import read_token  # noqa: PLC0415
+
+    env = dict(os.environ) if env is None else env
+    sources = {}
+    for flag, variable in _SOURCES.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_")) or env.get(variable)
+        if value:
+            sources[flag] = value
+    if "--kubeconfig" in sources:
+        # Runs start in bundle folders, where a relative path means something else.
+        sources["--kubeconfig"] = str(Path(sources["--kubeconfig"]).expanduser().resolve())
+    return ServiceConfig(
+        listen=args.listen,
+        state_dir=args.state.resolve(),
+        out=args.out.resolve(),
+        token=read_token(env),
+        workers=args.workers,
+        run_timeout_s=args.run_timeout,
+        sinks=tuple(args.sinks or ("local",)),
+        sources=sources,
+        runner_args=tuple(args.runner_args),
+        capacity=args.capacity,
+        max_attempts=args.max_attempts,
+        backoff_s=args.retry_backoff,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tenancy_diag.service.app import serve  # noqa: PLC0415
+
+    return serve(config_from(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tenancy_diag.service.cli serve ...``: the service without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="tenancy-diag")
+    add_serve_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except TenancyDiagError as e:
+        print(f"tenancy-diag: error: {e}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+
+    return parse
+
+
+if __name__ == "__main__":
+    sys.exit(main())
