@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenancy_diag import signals as signals_mod
+from tenancy_diag.arguments import positive_int
 from tenancy_diag.checking import check_signals, report_lines
 from tenancy_diag.errors import ConfigError, TenancyDiagError
 from tenancy_diag.settings import PrometheusSettings
@@ -22,16 +23,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse's usage dump buries the one line that matters at 3 a.m.
         raise ConfigError(f"{message}; see `{self.prog} --help`")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sandbox_sub.add_parser("up", help="start the sandbox in the background")
     up.add_argument("--scenario", default="healthy")
     up.add_argument("--seed", type=int, default=7)
-    up.add_argument("--tenants", type=_positive_int, default=200)
+    up.add_argument("--tenants", type=positive_int, default=200)
     up.add_argument("--regions", default="us-east-1,eu-west-1,ap-southeast-2")
     up.add_argument("--duration", default="3h", help="history length, e.g. 3h")
     up.add_argument("--incident-age", default="40m", help="how long before the end the fault began")

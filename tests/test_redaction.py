@@ -52,7 +52,7 @@ SHAPES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("token-env", "TENANCY_API_TOKEN=K9xPl2QwErTy", "K9xPl2QwErTy", ("TENANCY_API_TOKEN=",)),
     ("token-query", "GET /hook?token=abc123xyz&tenant=t-5", "abc123xyz", ("&tenant=t-5",)),
     ("akia", "key=AKIAIOSFODNN7EXAMPLE region=eu-west-1", "AKIAIOSFODNN7EXAMPLE", ("key=",)),
-    ("asia", '{"AccessKeyId": "ASIAY34FZKBOKMUTVV7A"}', "ASIAY34FZKBOKMUTVV7A", ("AccessKeyId",)),
+    ("asia", '{"AccessKeyId": "ASIAEXAMPLEFAKE00001"}', "ASIAEXAMPLEFAKE00001", ("AccessKeyId",)),
     ("aws-secret-logfmt", f"aws_secret_access_key={AWS_SECRET}", AWS_SECRET, ("aws_secret",)),
     ("aws-secret-json", f'{{"aws_secret_access_key": "{AWS_SECRET}"}}', AWS_SECRET, ()),
     ("aws-secret-sts", f'{{"SecretAccessKey":"{AWS_SECRET}"}}', AWS_SECRET, ("SecretAccessKey",)),

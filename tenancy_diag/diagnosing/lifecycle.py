@@ -13,6 +13,7 @@ from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings, SloRow
 from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, LogEvidence, SloSpec
+from tenancy_diag.sources.admin_api import JOB_FIELDS
 from tenancy_diag.sources.base import JobsRequest
 
 SLOS = (
@@ -25,19 +26,7 @@ SLOS = (
         "s",
     ),
 )
-JOB_COLUMNS = [
-    "tenant",
-    "region",
-    "job_id",
-    "job_type",
-    "status",
-    "step",
-    "started_at",
-    "updated_at",
-    "attempts",
-    "error",
-    "stuck_minutes",
-]
+JOB_COLUMNS = ["tenant", "region", *JOB_FIELDS, "stuck_minutes"]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag import settings
+from tenancy_diag.arguments import positive_int
 from tenancy_diag.errors import ConfigError, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
@@ -116,26 +117,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="default: outputs/")
     parser.add_argument(
         "--timeout",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT_S})",
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="notebooks at once (default: one per core)",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def named_parameters(

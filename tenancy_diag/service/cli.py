@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tenancy_diag.arguments import positive_float, positive_int
 from tenancy_diag.errors import TenancyDiagError
 
 if TYPE_CHECKING:
@@ -36,11 +37,11 @@ def add_serve_command(subparsers: Any) -> None:
     add("--listen", default="127.0.0.1:9464", help="127.0.0.1:PORT (loopback only)")
     add("--state", type=Path, default=Path(".tenancy-diag"), help="folder of the durable queue")
     add("--out", type=Path, default=Path("outputs"), help="bundles folder (default: outputs/)")
-    add("--workers", type=_positive(int), default=2, help="runs at once")
-    add("--run-timeout", type=_positive(float), default=1800.0, help="seconds one run may take")
-    add("--max-attempts", type=_positive(int), default=3, help="tries per job")
-    add("--retry-backoff", type=_positive(float), default=30.0, help="seconds before 1st retry")
-    add("--capacity", type=_positive(int), default=100, help="queued+running jobs accepted")
+    add("--workers", type=positive_int, default=2, help="runs at once")
+    add("--run-timeout", type=positive_float, default=1800.0, help="seconds one run may take")
+    add("--max-attempts", type=positive_int, default=3, help="tries per job")
+    add("--retry-backoff", type=positive_float, default=30.0, help="seconds before 1st retry")
+    add("--capacity", type=positive_int, default=100, help="queued+running jobs accepted")
     add(
         "--sink",
         dest="sinks",
@@ -110,19 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tenancy-diag: error: {e}", file=sys.stderr)
         return 2
     return code
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
 
 
 if __name__ == "__main__":
