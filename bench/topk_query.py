@@ -2,7 +2,7 @@
 
     tenancy-diag sandbox up --scenario webhook_storm --tenants 10000
     eval "$(tenancy-diag sandbox env)"
-    python bench/topk_query.py --repeat 3      # uses $TENANCY_DIAG_PROMETHEUS_URL, $TENANCY_DIAG_END
+    python bench/topk_query.py --repeat 3   # reads $TENANCY_DIAG_PROMETHEUS_URL and _END
 
 Each query is `topk(10, sum by (region, tenant) (rate(...[5m])))` over 3 h at the step the
 library chooses (aggregated server-side, as the notebooks run it). Prints seconds per run.
