@@ -92,6 +92,9 @@ class Findings:
     sources: dict[str, str] = field(default_factory=dict)
     window: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: What a notebook that is not a subsystem diagnosis adds (a checklist, the calls a
+    #: remediation made); JSON-able.
+    details: dict[str, Any] = field(default_factory=dict)
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from tenancy_diag.running.bundles import (
     verify_bundle,
 )
 from tenancy_diag.running.catalog import (
+    POSTMORTEM_NOTEBOOK,
+    REMEDIATION_NOTEBOOKS,
     SUBSYSTEM_NOTEBOOKS,
+    VERIFICATION_NOTEBOOK,
     NotebookCatalog,
     NotebookEntry,
     catalog_from,
@@ -35,8 +38,11 @@ from tenancy_diag.running.summary import SUMMARY_SCHEMA, build_summary
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "POSTMORTEM_NOTEBOOK",
+    "REMEDIATION_NOTEBOOKS",
     "SUBSYSTEM_NOTEBOOKS",
     "SUMMARY_SCHEMA",
+    "VERIFICATION_NOTEBOOK",
     "AuditRecord",
     "Bundle",
     "Given",

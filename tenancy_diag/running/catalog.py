@@ -23,8 +23,29 @@ SUBSYSTEM_NOTEBOOKS: dict[str, str] = {
     "api": "api_health",
     "lifecycle": "lifecycle_orchestration",
 }
+#: Runbook Remediation Procedure -> its notebook (each acts on one subsystem).
+REMEDIATION_NOTEBOOKS: dict[str, str] = {
+    "controller_restart": "remediation_controller_restart",
+    "webhook_requeue": "remediation_webhook_requeue",
+    "policy_cache_refresh": "remediation_policy_cache_refresh",
+    "api_rate_limit_adjustment": "remediation_api_rate_limit_adjustment",
+    "migration_rollback": "remediation_migration_rollback",
+}
+#: After the diagnosis: the runbook's Verification After Recovery and its postmortem.
+VERIFICATION_NOTEBOOK = "verification_after_recovery"
+POSTMORTEM_NOTEBOOK = "postmortem"
 ALL = "all"
-_SUBSYSTEM_OF = {notebook: subsystem for subsystem, notebook in SUBSYSTEM_NOTEBOOKS.items()}
+_SUBSYSTEM_OF = {
+    **{notebook: subsystem for subsystem, notebook in SUBSYSTEM_NOTEBOOKS.items()},
+    **{
+        notebook: subsystem
+        for notebook, subsystem in zip(
+            REMEDIATION_NOTEBOOKS.values(), SUBSYSTEM_NOTEBOOKS, strict=True
+        )
+    },
+    VERIFICATION_NOTEBOOK: "recovery",
+    POSTMORTEM_NOTEBOOK: "postmortem",
+}
 
 
 @dataclass(frozen=True)

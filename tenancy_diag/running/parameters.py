@@ -26,6 +26,9 @@ RUNNER_PARAMETERS = {
     "findings_path": "the bundle layout",
     "snapshot_dir": "the bundle layout",
     "replay_dir": "`tenancy-diag rerun`",
+    "audit_path": "--out (OUT/audit.jsonl)",
+    "evidence_dir": "--out",
+    "bundle_dir": "the bundle layout",
 }
 #: What a notebook must declare for the runner to drive it.
 REQUIRED_PARAMETERS = ("incident_id", "findings_path")

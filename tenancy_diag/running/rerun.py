@@ -35,7 +35,14 @@ from tenancy_diag.running.runs import (
 #: written, and where the answers came from (live servers then, the snapshot now).
 RERUN_IGNORES = ("generated_at", "sources")
 #: Parameters the runner sets afresh for the new bundle.
-_BUNDLE_PATHS = {"findings_path", "snapshot_dir", "replay_dir"}
+_BUNDLE_PATHS = {
+    "findings_path",
+    "snapshot_dir",
+    "replay_dir",
+    "audit_path",
+    "evidence_dir",
+    "bundle_dir",
+}
 
 
 @dataclass(frozen=True)

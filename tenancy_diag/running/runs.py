@@ -17,6 +17,7 @@ from typing import Any
 
 from tenancy_diag import runbook, settings
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.running.audit import AUDIT_FILE
 from tenancy_diag.running.bundles import (
     INDEX,
     SUMMARY,
@@ -200,6 +201,13 @@ def _job(bundle: Bundle, plan: RunPlan, planned: PlannedNotebook) -> NotebookJob
         parameters["snapshot_dir"] = "" if planned.replay_from else str(snapshots)
     if "replay_dir" in planned.declared:
         parameters["replay_dir"] = str(snapshots) if planned.replay_from else ""
+    # Notebooks that act or look back need the shared audit log and the other bundles.
+    if "audit_path" in planned.declared:
+        parameters["audit_path"] = str(plan.out.resolve() / AUDIT_FILE)
+    if "evidence_dir" in planned.declared:
+        parameters["evidence_dir"] = str(plan.out.resolve())
+    if "bundle_dir" in planned.declared:
+        parameters["bundle_dir"] = str(bundle.root)
     window = {k: v for k, v in plan.window.items() if v is not None}
     return NotebookJob(
         name=name,

@@ -1,0 +1,1 @@
+"""After the incident: the postmortem assembled from an incident's evidence bundles."""
