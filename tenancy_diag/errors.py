@@ -9,6 +9,8 @@
     │   ├── SourceRejected           the server answered with an error (bad query, 4xx/5xx)
     │   ├── SourceConfigError        unsafe or impossible request (e.g. peeking a redriven DLQ)
     │   └── ReplayMiss               a replay snapshot holds no answer for the call
+    ├── RemediationRefused           a remediation will not act: not confirmed, or a
+    │                                precondition of the runbook does not hold
     ├── SnapshotError                a snapshot folder is unreadable or fails its checksums
     └── SandboxError                 the sandbox could not start, stop or find its state
 
@@ -66,6 +68,10 @@ class SourceConfigError(SourceError):
 
 class ReplayMiss(SourceError):
     """A replayed snapshot has no recorded answer for the call."""
+
+
+class RemediationRefused(TenancyDiagError):
+    """A remediation was asked to act but is not confirmed or its preconditions do not hold."""
 
 
 class SnapshotError(TenancyDiagError):

@@ -38,6 +38,13 @@ class Remediation(_Strict):
     steps: tuple[str, ...]
 
 
+class Automation(_Strict):
+    retryable_codes: tuple[str, ...]
+    max_burst_multiplier: float
+    max_override_hours: float
+    pod_ready_timeout_s: float
+
+
 class Owners(_Strict):
     primary: str
     backup: str | None
@@ -62,6 +69,7 @@ class Runbook(_Strict):
     subsystems: dict[str, SubsystemText]
     patterns: dict[str, PatternText]
     remediations: dict[str, Remediation]
+    automation: Automation
     severities: dict[str, str]
     escalation: Escalation
 

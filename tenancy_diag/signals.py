@@ -59,6 +59,7 @@ class Logs(_Strict):
 class QueuePair(_Strict):
     dlq: str
     source: str
+    archive: str
 
 
 class Dlq(_Strict):
@@ -73,6 +74,7 @@ class AdminApi(_Strict):
     invalidate_policy_cache: str
     override_rate_limit: str
     actor_header: str
+    extensions: dict[str, str] = {}
 
 
 class Alerts(_Strict):

@@ -1,22 +1,19 @@
 """The audit log, ``OUT/audit.jsonl``: one line per run, who ran what and how it ended.
 
 The runbook asks that every intervention be logged with actor, time and command trace. Runs
-of several people (or a service and a person) may share one OUT, so each line is written under
-an exclusive ``flock``: lines never interleave, whatever their length.
+of several people (or a service and a person) may share one OUT; :mod:`tenancy_diag.journaling`
+keeps their lines whole.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tenancy_diag.errors import ConfigError
+from tenancy_diag.journaling import append_jsonl
 from tenancy_diag.redacting import MASK, default_redactor
 from tenancy_diag.running.coercing import looks_secret
 from tenancy_diag.times import iso
@@ -45,21 +42,7 @@ class AuditRecord:
 
 def append_audit(out: Path, record: AuditRecord) -> Path:
     """Append ``record`` to ``out/audit.jsonl``; returns the log's path."""
-    path = out / AUDIT_FILE
-    line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    except OSError as e:
-        raise ConfigError(f"cannot append to audit log {path} ({e.strerror}); check --out") from e
-    return path
+    return append_jsonl(out / AUDIT_FILE, record.to_json(), "audit log", "check --out")
 
 
 _ASSIGNMENT = re.compile(r"^(?P<prefix>-p|--param=)?(?P<name>[A-Za-z_]\w*)=.*$", re.DOTALL)

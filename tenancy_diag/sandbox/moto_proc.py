@@ -122,6 +122,7 @@ def fill_queues(endpoint_url: str, scenario: Scenario, signals: Signals) -> dict
                 names = signals.doc.dlq.queues[kind]
                 dlq = names.dlq.format(region=region)
                 dlq_url = _create_pair(client, dlq, names.source.format(region=region))
+                client.create_queue(QueueName=names.archive.format(region=region))
                 _send_all(client, dlq_url, messages[(region, kind)])
                 sent[dlq] = len(messages[(region, kind)])
     except (BotoCoreError, ClientError) as e:

@@ -1,11 +1,13 @@
 """The Tenancy admin API's read calls over HTTP, with the bearer token from the environment.
 
-Only reads live here: diagnostics never change the system. The mutating admin calls (retry,
-requeue, overrides) belong to a human following the runbook, with their own name as actor.
+Diagnostics only read (``jobs``). The mutating calls (retry, requeue, invalidate, overrides)
+go through :meth:`AdminApiClient.request`, used only by the guarded remediations, which name
+the person acting in ``X-Actor``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote
@@ -80,6 +82,22 @@ class AdminApiClient:
             )
         return [self._job(j) for j in answer]
 
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, actor: str = ""
+    ) -> Any:
+        """One admin call (``path`` already quoted) and its JSON answer, redacted.
+
+        A mutating call carries ``actor`` in the contract's ``X-Actor`` header, so the admin
+        API's own audit names the person, not the tool.
+        """
+        if method != "GET" and not actor.strip():
+            raise ConfigError(
+                f"{method} {path} needs an actor for the admin API's audit; set TENANCY_DIAG_ACTOR"
+            )
+        headers = {"X-Actor": actor} if actor else {}
+        answer = self._send(method, path, f"{method} {path}", body, headers)
+        return json.loads(self.redactor.redact(json.dumps(answer)))
+
     def _job(self, job: dict[str, Any]) -> dict[str, Any]:
         out = {key: job.get(key) for key in JOB_FIELDS}
         if isinstance(out["error"], str):
@@ -97,10 +115,23 @@ class AdminApiClient:
         return self._token
 
     def _get(self, path: str, tenant_id: str) -> Any:
+        return self._send("GET", path, f"tenant {tenant_id}")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        subject: str,
+        body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> Any:
         url = self.settings.url.rstrip("/") + path
         headers = {"Authorization": f"Bearer {self._bearer()}", "Accept": "application/json"}
+        headers |= extra_headers or {}
         try:
-            response = self._session.get(url, headers=headers, timeout=self.settings.timeout_s)
+            response = self._session.request(
+                method, url, headers=headers, json=body, timeout=self.settings.timeout_s
+            )
         except requests.Timeout as e:
             raise SourceUnavailable(
                 self.name,
@@ -113,7 +144,7 @@ class AdminApiClient:
                 f"the admin API at {self.settings.url} is unreachable "
                 f"({type(e).__name__}); check --tenancy-api-url",
             ) from e
-        self._check(response, tenant_id)
+        self._check(response, subject)
         try:
             return response.json()
         except ValueError as e:
@@ -123,7 +154,7 @@ class AdminApiClient:
                 "check --tenancy-api-url",
             ) from e
 
-    def _check(self, response: requests.Response, tenant_id: str) -> None:
+    def _check(self, response: requests.Response, subject: str) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -136,14 +167,14 @@ class AdminApiClient:
         if status == 404:
             raise SourceRejected(
                 self.name,
-                f"tenant {tenant_id} is unknown to the admin API at "
-                f"{self.settings.url}; check the tenant id",
+                f"{subject} is unknown to the admin API at {self.settings.url}; check the "
+                + ("tenant id" if subject.startswith("tenant ") else "ids in the path"),
             )
         detail = shorten(self.redactor.redact(response.text), 160)
         raise SourceRejected(
             self.name,
             f"the admin API at {self.settings.url} answered HTTP {status} "
-            f"for tenant {tenant_id} ({detail}); retry later or check the service",
+            f"for {subject} ({detail}); retry later or check the service",
         )
 
 
