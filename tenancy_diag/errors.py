@@ -11,6 +11,7 @@
     │   └── ReplayMiss               a replay snapshot holds no answer for the call
     ├── RemediationRefused           a remediation will not act: not confirmed, or a
     │                                precondition of the runbook does not hold
+    ├── RemediationFailed            a remediation step ran but did not have its effect
     ├── SnapshotError                a snapshot folder is unreadable or fails its checksums
     └── SandboxError                 the sandbox could not start, stop or find its state
 
@@ -72,6 +73,10 @@ class ReplayMiss(SourceError):
 
 class RemediationRefused(TenancyDiagError):
     """A remediation was asked to act but is not confirmed or its preconditions do not hold."""
+
+
+class RemediationFailed(TenancyDiagError):
+    """A remediation step ran but its effect is not there (e.g. checksums differ after it)."""
 
 
 class SnapshotError(TenancyDiagError):

@@ -1,0 +1,161 @@
+"""A remediation's session, from a notebook's parameters: who acts, on which servers, under
+which guard, audited where. Credentials never come from parameters: the admin API token from
+``TENANCY_API_TOKEN(_FILE)``, AWS credentials from the usual AWS variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+
+from tenancy_diag import runbook as runbook_mod
+from tenancy_diag import signals as signals_mod
+from tenancy_diag.errors import ConfigError, ParameterError
+from tenancy_diag.redacting import default_redactor
+from tenancy_diag.remediating.auditing import AuditTrail
+from tenancy_diag.remediating.guarding import Guard
+from tenancy_diag.remediating.kube import KubeActions
+from tenancy_diag.remediating.plans import Call
+from tenancy_diag.runbook import Runbook
+from tenancy_diag.settings import (
+    AdminApiSettings,
+    KubeSettings,
+    PrometheusSettings,
+    actor,
+    notebook_fallbacks,
+    read_token,
+)
+from tenancy_diag.signals import Signals
+from tenancy_diag.sources.admin_api import AdminApiClient
+from tenancy_diag.sources.base import InstantQuery
+from tenancy_diag.sources.prometheus import PrometheusSource
+from tenancy_diag.times import parse_time
+
+#: Parameters every remediation notebook declares.
+COMMON = (
+    "incident_id",
+    "dry_run",
+    "confirm",
+    "end",
+    "prometheus_url",
+    "kubeconfig",
+    "aws_endpoint_url",
+    "tenancy_api_url",
+    "findings_path",
+    "audit_path",
+    "bundle_dir",
+)
+AWS_ITSELF = "aws"
+
+
+@dataclass
+class Session:
+    procedure: str
+    incident: str
+    guard: Guard
+    trail: AuditTrail
+    end: datetime
+    signals: Signals
+    runbook: Runbook
+    params: Mapping[str, Any]
+
+    def admin(self) -> AdminApiClient:
+        url = str(self.params.get("tenancy_api_url") or "")
+        if not url:
+            raise ConfigError(
+                f"{self.procedure} needs the admin API; pass --tenancy-api-url (or -p "
+                "tenancy_api_url=URL)"
+            )
+        return AdminApiClient(AdminApiSettings(url=url, token=read_token()), default_redactor())
+
+    def admin_call(self, key: str, body: Mapping[str, Any] | None = None, **ids: str) -> Call:
+        """The call named ``key`` in signals.yaml's admin_api (contract or extensions)."""
+        api = self.signals.doc.admin_api
+        spec = getattr(api, key, None) if key in type(api).model_fields else None
+        spec = spec or api.extensions.get(key)
+        if not isinstance(spec, str):
+            raise ConfigError(
+                f"admin API call {key!r} is not in parameters/signals.yaml admin_api (or its "
+                "extensions); map it to your deployment's admin API"
+            )
+        method, _, template = spec.partition(" ")
+        path = template.format(**{k: quote(v, safe="") for k, v in ids.items()})
+        return Call("admin-api", method, path, dict(body or {}))
+
+    def send(self, call: Call) -> Any:
+        """Perform an admin-api call, as the session's actor."""
+        body = dict(call.body) if call.method != "GET" else None
+        return self.admin().request(call.method, call.path, body, actor=self.trail.actor)
+
+    def kube(self) -> KubeActions:
+        path = str(self.params.get("kubeconfig") or "")
+        if not path:
+            raise ConfigError(f"{self.procedure} needs Kubernetes; pass --kubeconfig")
+        return KubeActions(KubeSettings(kubeconfig=Path(path)))
+
+    def prometheus(self) -> PrometheusSource | None:
+        url = str(self.params.get("prometheus_url") or "")
+        return PrometheusSource(PrometheusSettings(url=url)) if url else None
+
+    def instant(self, promql: str) -> list[dict[str, Any]] | None:
+        """An instant query at ``end``; None when there is no Prometheus."""
+        source = self.prometheus()
+        return source.instant_query(InstantQuery(promql, self.end)) if source else None
+
+    def sqs(self, region: str) -> Any:
+        endpoint = str(self.params.get("aws_endpoint_url") or "")
+        if not endpoint:
+            raise ConfigError(
+                f'{self.procedure} needs SQS; pass --aws-endpoint-url ("aws" for AWS itself)'
+            )
+        return boto3.client(
+            "sqs",
+            region_name=region,
+            endpoint_url=None if endpoint == AWS_ITSELF else endpoint,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=10),
+        )
+
+
+def open_session(procedure: str, params: Mapping[str, Any]) -> Session:
+    """The session for a remediation notebook's parameters (its ``globals()``)."""
+    missing = [name for name in COMMON if name not in params]
+    if missing:
+        raise ConfigError(f"the parameters cell lacks {', '.join(missing)}; add them")
+    params = {**params, **notebook_fallbacks(params)}
+    book = runbook_mod.default()
+    if procedure not in book.remediations:
+        raise ConfigError(
+            f"unknown remediation {procedure!r}; valid: {', '.join(book.remediations)}"
+        )
+    incident = str(params["incident_id"])
+    guard = Guard(incident, params["dry_run"], str(params["confirm"] or ""))
+    bundle = Path(params["bundle_dir"]) if params["bundle_dir"] else None
+    trail = AuditTrail(
+        actor=actor(),
+        incident=incident,
+        procedure=procedure,
+        audit_path=Path(params["audit_path"]) if params["audit_path"] else None,
+        bundle_dir=bundle,
+        run_id=bundle.name if bundle else None,
+    )
+    if guard.acting and trail.audit_path is None:
+        raise ParameterError(
+            "acting needs an audit log: run through `tenancy-diag run`, which sets audit_path, "
+            "or pass -p audit_path=OUT/audit.jsonl"
+        )
+    return Session(
+        procedure=procedure,
+        incident=incident,
+        guard=guard,
+        trail=trail,
+        end=parse_time(params["end"], "end"),
+        signals=signals_mod.load(),
+        runbook=book,
+        params=params,
+    )

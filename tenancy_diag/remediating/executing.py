@@ -1,0 +1,106 @@
+"""Running a plan: refuse, show (dry run) or act step by step, auditing every call.
+
+Acting stops at the first failed step: what ran is listed with its rollback, newest first,
+because undoing in reverse order is the only order that is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tenancy_diag.errors import RemediationRefused, TenancyDiagError, shorten
+from tenancy_diag.remediating.auditing import AuditTrail
+from tenancy_diag.remediating.guarding import Guard
+from tenancy_diag.remediating.plans import Plan
+
+EXECUTION_SCHEMA = "tenancy-diag/remediation/v1"
+
+
+@dataclass
+class StepOutcome:
+    number: int
+    title: str
+    call: str
+    state: str  # would call, done, failed, not run
+    detail: str
+    rollback: str
+
+
+@dataclass
+class Execution:
+    plan: Plan
+    dry_run: bool
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    failed: str | None = None
+
+    @property
+    def done(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.state == "done"]
+
+    def frame(self) -> pd.DataFrame:
+        columns = ["#", "step", "call", "state", "detail", "rollback"]
+        rows = [[o.number, o.title, o.call, o.state, o.detail, o.rollback] for o in self.outcomes]
+        return pd.DataFrame(rows, columns=columns)
+
+    def rollbacks(self) -> list[str]:
+        """What undoes the steps that ran, in the order to run it."""
+        return [f"step {o.number}: {o.rollback}" for o in reversed(self.done)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": EXECUTION_SCHEMA,
+            "plan": self.plan.to_json(),
+            "dry_run": self.dry_run,
+            "failed": self.failed,
+            "outcomes": [vars(o) for o in self.outcomes],
+            "rollbacks": self.rollbacks(),
+        }
+
+
+def execute(plan: Plan, guard: Guard, trail: AuditTrail) -> Execution:
+    """Show or perform ``plan``; raises :class:`RemediationRefused` (audited) when refused."""
+    try:
+        guard.authorize(plan)
+    except RemediationRefused as e:
+        trail.record("authorize", None, f"refused: {e}", dry_run=guard.dry_run, ok=False)
+        raise
+    run = Execution(plan, guard.dry_run)
+    if guard.acting and plan.notes:
+        # The runbook wants the key and the root cause in the incident's notes: the audit log
+        # is the note that cannot be forgotten.
+        trail.record("notes", None, "; ".join(plan.notes), dry_run=False)
+    for number, step in enumerate(plan.steps, start=1):
+        outcome = StepOutcome(number, step.title, str(step.call), "", "", step.rollback_text())
+        run.outcomes.append(outcome)
+        if guard.dry_run:
+            outcome.state, outcome.detail = "would call", "dry run: not called"
+        elif run.failed:
+            outcome.state, outcome.detail = "not run", f"stopped after step {run.failed}"
+            continue
+        else:
+            _perform(step, outcome, run)
+        trail.record(
+            step.title,
+            step.call,
+            outcome.detail if outcome.state != "done" else f"ok: {outcome.detail}",
+            rollback=step.rollback,
+            dry_run=guard.dry_run,
+            ok=outcome.state != "failed",
+        )
+    return run
+
+
+def _perform(step: Any, outcome: StepOutcome, run: Execution) -> None:
+    try:
+        answer = dict(step.perform())
+        if step.settle is not None:
+            answer |= dict(step.settle())
+    except TenancyDiagError as e:
+        outcome.state, outcome.detail = "failed", shorten(e, 300)
+        run.failed = str(outcome.number)
+        return
+    outcome.state = "done"
+    outcome.detail = shorten(", ".join(f"{k}={v}" for k, v in answer.items()) or "ok", 300)

@@ -1,0 +1,208 @@
+"""Webhook requeue: the DLQ's retryable messages, as sequence ranges per tenant, re-delivered
+through the admin API's requeue call; with ``archive=True`` (after the success is confirmed)
+the requeued messages move from the DLQ to its archive queue, losing and duplicating none.
+
+Only the configured retryable codes are requeued (the runbook's "DLQ auto requeue for
+specific retryable codes"): a 4xx says the request itself is wrong, and re-delivering it
+only refills the DLQ. A range never spans a message that is not retryable, since the
+requeue call re-delivers every sequence between its bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tenancy_diag.remediating.connecting import Session
+from tenancy_diag.remediating.moving import MessageRef, MoveRequest, move_messages, plan_move
+from tenancy_diag.remediating.plans import Call, Check, Plan, Step
+from tenancy_diag.remediating.procedures.checks import region_value, slo, threshold_check
+
+PROCEDURE = "webhook_requeue"
+KIND = "webhook"
+
+
+def sequence_ranges(
+    refs: Iterable[MessageRef], retryable: frozenset[str]
+) -> dict[str, list[tuple[int, int]]]:
+    """Tenant -> ascending (first, last) runs of retryable sequences, split at any sequence
+    of that tenant that is not retryable."""
+    by_tenant: dict[str, dict[int, bool]] = {}
+    for ref in refs:
+        if ref.tenant is None or ref.sequence is None:
+            continue
+        seen = by_tenant.setdefault(ref.tenant, {})
+        ok = (ref.error_code or "") in retryable
+        # One bad copy of a sequence makes the sequence not retryable.
+        seen[ref.sequence] = seen.get(ref.sequence, True) and ok
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for tenant, sequences in sorted(by_tenant.items()):
+        runs: list[tuple[int, int]] = []
+        for sequence in sorted(sequences):
+            if not sequences[sequence]:
+                continue
+            # Only adjacent sequences join: a gap was delivered, and need not be again.
+            if runs and runs[-1][1] == sequence - 1:
+                runs[-1] = (runs[-1][0], sequence)
+            else:
+                runs.append((sequence, sequence))
+        if runs:
+            ranges[tenant] = runs
+    return ranges
+
+
+def plan(
+    session: Session,
+    *,
+    region: str,
+    tenant: str = "",
+    max_messages: int = 100,
+    archive: bool = False,
+) -> Plan:
+    book = session.runbook.remediations[PROCEDURE]
+    retryable = frozenset(session.runbook.automation.retryable_codes)
+    names = session.signals.doc.dlq.queues[KIND]
+    dlq, archive_queue = names.dlq.format(region=region), names.archive.format(region=region)
+    client = session.sqs(region)
+    everything = MoveRequest(
+        region, dlq, archive_queue, tenant=tenant or None, max_messages=max_messages
+    )
+    seen = plan_move(client, everything)
+    ranges = sequence_ranges(seen.selected, retryable)
+    codes = sorted({r.error_code or "?" for r in seen.selected})
+    requeued = sum(
+        1
+        for r in seen.selected
+        if r.tenant in ranges
+        and r.sequence is not None
+        and any(a <= r.sequence <= b for a, b in ranges[r.tenant])
+    )
+    failure = region_value(session, "webhook.failure_ratio", region, window="5m")
+    scope = {"region": region, "tenant": tenant or None, "dlq": dlq, "archive": archive}
+    result = Plan(PROCEDURE, book.title, session.incident, scope)
+    result.preconditions = [
+        Check(
+            "retryable messages in the DLQ",
+            requeued > 0,
+            f"{requeued} of {len(seen.selected)} read are retryable "
+            f"({', '.join(sorted(retryable))}); codes seen: {', '.join(codes) or 'none'}"
+            + ("" if seen.complete else f"; stopped at {max_messages}"),
+        ),
+        threshold_check(
+            "delivery failure ratio now (requeueing into a failing endpoint refills the DLQ)",
+            failure,
+            slo(session, "webhook", "failure_ratio_max"),
+            "<",
+            "",
+        ),
+    ]
+    for tenant_id, runs in ranges.items():
+        for first, last in runs:
+            call = session.admin_call(
+                "requeue_webhooks",
+                {"from_sequence": first, "to_sequence": last},
+                tenant_id=tenant_id,
+            )
+            result.steps.append(
+                Step(
+                    f"{book.steps[1]} ({tenant_id} {first}..{last})",
+                    call,
+                    partial(session.send, call),
+                    no_rollback=(
+                        "a delivery cannot be recalled; every delivery carries its sequence, "
+                        "so receivers drop the ones they already have"
+                    ),
+                )
+            )
+    if archive:
+        result.steps.extend(_archive_steps(session, book.steps[3], everything, retryable, ranges))
+    result.followups = [
+        f"{book.steps[2]} See the post-check below; run webhook_delivery again in 5 minutes.",
+        f"{book.steps[3]} Once deliveries succeed, run this notebook again with -p archive=true.",
+    ]
+    return result
+
+
+def _archive_steps(
+    session: Session,
+    title: str,
+    request: MoveRequest,
+    retryable: frozenset[str],
+    ranges: dict[str, list[tuple[int, int]]],
+) -> list[Step]:
+    steps = []
+    bundle = session.trail.bundle_dir or Path()
+    for tenant_id, runs in ranges.items():
+        for first, last in runs:
+            forward = _selection(request, retryable, tenant_id, first, last)
+            back = MoveRequest(
+                forward.region,
+                forward.target_queue,
+                forward.source_queue,
+                forward.error_codes,
+                tenant_id,
+                first,
+                last,
+                forward.max_messages,
+            )
+            journal = bundle / "moves" / f"{tenant_id}-{first}-{last}.jsonl"
+            client = session.sqs(request.region)
+            steps.append(
+                Step(
+                    f"{title} ({tenant_id} {first}..{last})",
+                    _move_call(forward),
+                    partial(_move, client, forward, journal),
+                    rollback=_move_call(back),
+                )
+            )
+    return steps
+
+
+def _selection(
+    request: MoveRequest, retryable: frozenset[str], tenant: str, first: int, last: int
+) -> MoveRequest:
+    return MoveRequest(
+        request.region,
+        request.source_queue,
+        request.target_queue,
+        retryable,
+        tenant,
+        first,
+        last,
+        request.max_messages,
+    )
+
+
+def _move_call(request: MoveRequest) -> Call:
+    body: dict[str, Any] = {
+        "error_codes": sorted(request.error_codes or ()),
+        "tenant": request.tenant,
+        "from_sequence": request.from_sequence,
+        "to_sequence": request.to_sequence,
+    }
+    return Call("sqs", "MOVE", f"{request.source_queue} -> {request.target_queue}", body)
+
+
+def _move(client: Any, request: MoveRequest, journal: Path) -> dict[str, Any]:
+    report = move_messages(client, request, journal)
+    return {
+        "moved": len(report.moved),
+        "resumed": len(report.resumed),
+        "uncertain": len(report.uncertain),
+        "journal": journal.name,
+    }
+
+
+def post_checks(session: Session, plan: Plan) -> list[Check]:
+    region = str(plan.scope["region"])
+    return [
+        threshold_check(
+            "delivery failure ratio after the requeue",
+            region_value(session, "webhook.failure_ratio", region, window="5m"),
+            slo(session, "webhook", "failure_ratio_max"),
+            "<",
+            "",
+        )
+    ]
