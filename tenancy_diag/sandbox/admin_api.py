@@ -5,6 +5,22 @@ hang shows the same tenants stuck in ``verify_checksums`` everywhere). The mutat
 change in-memory state and append to an audit trail (``GET /admin/audit``), which is what tests
 and remediation notebooks check: who did what, when, with which arguments.
 
+Beyond the contract's calls (shared/tenancy-signals.md), the sandbox serves the calls an operator
+configures for remediations, so a test can read state before and after one:
+
+==========================================  ================================================
+``GET /admin/rate-limit``                   default multiplier and the overrides in force
+``GET /admin/policy-cache``                 each region's invalidation history
+``POST /tenants/{t}/jobs/{j}:pause``        pending/running -> paused (audited)
+``POST /tenants/{t}/jobs/{j}:resume``       paused -> running (audited)
+``GET /tenants/{t}/routing``                the database endpoint serving the tenant
+``POST /tenants/{t}/routing:switch``        body ``{"endpoint": E}`` (audited)
+``GET /tenants/{t}/checksums?endpoint=E``   per-table row counts and sha256 at one endpoint
+==========================================  ================================================
+
+A tenant with a stuck migration is served from its target ``db-<region>-b``, which lags the
+source ``db-<region>-a`` on one table; every other tenant knows only ``db-<region>-a``.
+
     python -m tenancy_diag.sandbox.admin_api --scenario-file F --token-file T --ready-file R
 """
 
@@ -25,7 +41,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from tenancy_diag.sandbox.serving import HOST, serve_forever
 from tenancy_diag.sandbox.topology import Scenario, ScenarioSpec
@@ -39,6 +55,10 @@ MAX_BURST_MULTIPLIER = 10.0
 #: A rate-limit override is temporary by design: it must expire within this.
 MAX_OVERRIDE = timedelta(hours=24)
 RETRYABLE = ("failed", "running")  # running: the admin override for a stuck step
+PAUSABLE = ("pending", "running")
+#: The multiplier in force without an override; overriding to it removes the override.
+DEFAULT_BURST_MULTIPLIER = 1.0
+CHECKSUM_TABLES = ("tenants", "memberships", "policies")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ACTOR = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
 _RUNNING_STEPS = {
@@ -165,18 +185,25 @@ class AdminState:
     scenario: Scenario
     audit: list[dict[str, Any]] = field(default_factory=list)
     rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invalidations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)
     _jobs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    _tenants: frozenset[str] = frozenset()
+    _tenants: dict[str, str] = field(default_factory=dict)  # tenant id -> region
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._tenants = frozenset(t.id for t in self.scenario.tenants)
+        self._tenants = {t.id: t.region for t in self.scenario.tenants}
 
-    def jobs(self, tenant_id: str) -> list[dict[str, Any]]:
-        if tenant_id not in self._tenants:
+    def region_of(self, tenant_id: str) -> str:
+        region = self._tenants.get(tenant_id)
+        if region is None:
             raise ApiError(
                 HTTPStatus.NOT_FOUND, "tenant_not_found", f"tenant {tenant_id} does not exist"
             )
+        return region
+
+    def jobs(self, tenant_id: str) -> list[dict[str, Any]]:
+        self.region_of(tenant_id)
         with self.lock:
             if tenant_id not in self._jobs:
                 self._jobs[tenant_id] = tenant_jobs(self.scenario, tenant_id)
@@ -194,16 +221,21 @@ class AdminState:
                 }
             )
 
+    def _job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        """The stored job, for a caller holding the lock (after :meth:`jobs` built the list)."""
+        job = next((j for j in self._jobs[tenant_id] if j["job_id"] == job_id), None)
+        if job is None:
+            raise ApiError(
+                HTTPStatus.NOT_FOUND,
+                "job_not_found",
+                f"job {job_id} does not exist for tenant {tenant_id}",
+            )
+        return job
+
     def retry(self, tenant_id: str, job_id: str) -> dict[str, Any]:
         self.jobs(tenant_id)  # 404 for an unknown tenant, and builds the list
         with self.lock:
-            job = next((j for j in self._jobs[tenant_id] if j["job_id"] == job_id), None)
-            if job is None:
-                raise ApiError(
-                    HTTPStatus.NOT_FOUND,
-                    "job_not_found",
-                    f"job {job_id} does not exist for tenant {tenant_id}",
-                )
+            job = self._job(tenant_id, job_id)
             if job["status"] not in RETRYABLE:
                 raise ApiError(
                     HTTPStatus.CONFLICT,
@@ -217,6 +249,83 @@ class AdminState:
                 updated_at=_iso(datetime.now(UTC)),
             )
             return dict(job)
+
+    def move(self, tenant_id: str, job_id: str, verb: str) -> tuple[str, dict[str, Any]]:
+        """Pause or resume a job; the status it had before, and the job as it is now."""
+        allowed, to, code = (
+            (PAUSABLE, "paused", "not_pausable")
+            if verb == "pause"
+            else (("paused",), "running", "not_resumable")
+        )
+        self.jobs(tenant_id)
+        with self.lock:
+            job = self._job(tenant_id, job_id)
+            if job["status"] not in allowed:
+                raise ApiError(
+                    HTTPStatus.CONFLICT,
+                    code,
+                    f"job {job_id} is {job['status']}; only {' or '.join(allowed)} jobs "
+                    f"can be {verb}d",
+                )
+            previous = job["status"]
+            job.update(status=to, updated_at=_iso(datetime.now(UTC)))
+            return previous, dict(job)
+
+    def routing_of(self, tenant_id: str) -> dict[str, Any]:
+        region = self.region_of(tenant_id)
+        stuck = bool(_stuck_migrations(self.scenario, tenant_id))
+        source, target = f"db-{region}-a", f"db-{region}-b"
+        with self.lock:
+            routing = self.routing.setdefault(
+                tenant_id,
+                {
+                    "tenant_id": tenant_id,
+                    "endpoint": target if stuck else source,
+                    "endpoints": [source, target] if stuck else [source],
+                    "switched_at": None,
+                },
+            )
+            return {**routing, "endpoints": list(routing["endpoints"])}
+
+    def switch(self, tenant_id: str, endpoint: object) -> dict[str, Any]:
+        known = self.routing_of(tenant_id)["endpoints"]
+        if endpoint not in known:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "invalid_body",
+                f"endpoint {endpoint!r} is not one of tenant {tenant_id}'s endpoints: "
+                f"{', '.join(known)}",
+            )
+        with self.lock:
+            routing = self.routing[tenant_id]
+            previous = routing["endpoint"]
+            routing.update(endpoint=endpoint, switched_at=_iso(datetime.now(UTC)))
+            return {**routing, "endpoints": list(known), "previous_endpoint": previous}
+
+
+def tenant_checksums(
+    scenario: Scenario, tenant_id: str, region: str, endpoint: str
+) -> dict[str, Any]:
+    """Per-table checksums of the tenant's data at ``endpoint``, a pure function of the scenario.
+
+    A stuck migration's target (``db-<region>-b``) lags the source on one table: the copy that
+    ``verify_checksums`` is waiting for.
+    """
+    rng = scenario.rng("checksums", tenant_id)
+    rows = {"tenants": 1, "memberships": rng.randint(5, 5000), "policies": rng.randint(3, 60)}
+    lagging = rng.choice(CHECKSUM_TABLES[1:])
+    if endpoint == f"db-{region}-b":
+        rows[lagging] -= rng.randint(1, rows[lagging] - 1)
+    tables = {
+        table: {
+            "rows": count,
+            "sha256": hashlib.sha256(
+                f"{scenario.spec.seed}/{tenant_id}/{table}/{count}".encode()
+            ).hexdigest(),
+        }
+        for table, count in rows.items()
+    }
+    return {"tenant_id": tenant_id, "endpoint": endpoint, "tables": tables}
 
 
 # -- request validation -------------------------------------------------------------------
@@ -325,6 +434,10 @@ def _invalidate(
         )
     details = {"region": region, "key": key}
     state.record(actor, "invalidate_policy_cache", f"policy-cache/{region}", details)
+    with state.lock:
+        state.invalidations.setdefault(region, []).append(
+            {"at": _iso(datetime.now(UTC)), "key": key, "actor": actor}
+        )
     return HTTPStatus.ACCEPTED, {**details, "invalidated": True}
 
 
@@ -353,10 +466,86 @@ def _override(
         "reason": reason.strip()[:500],
         "expires_at": _iso(_expiry(body)),
     }
+    # Overriding to the default is going back to normal: the override is removed, not stored.
+    cleared = override["burst_multiplier"] == DEFAULT_BURST_MULTIPLIER
     with state.lock:
-        state.rate_limits[region] = override
-    state.record(actor, "override_rate_limit", f"rate-limit/{region}", override)
+        if cleared:
+            state.rate_limits.pop(region, None)
+        else:
+            set_at = _iso(datetime.now(UTC))
+            state.rate_limits[region] = {**override, "set_by": actor, "set_at": set_at}
+    details = {**override, "cleared": True} if cleared else override
+    state.record(actor, "override_rate_limit", f"rate-limit/{region}", details)
     return HTTPStatus.OK, override
+
+
+def _get_rate_limit(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
+    now = _iso(datetime.now(UTC))
+    with state.lock:
+        # An expired override no longer applies, so it is not shown as in force.
+        overrides = [dict(o) for o in state.rate_limits.values() if o["expires_at"] > now]
+    return HTTPStatus.OK, {
+        "default_burst_multiplier": DEFAULT_BURST_MULTIPLIER,
+        "overrides": sorted(overrides, key=lambda o: o["region"]),
+    }
+
+
+def _get_policy_cache(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
+    with state.lock:
+        regions = [
+            {"region": r, "invalidations": [dict(i) for i in state.invalidations.get(r, [])]}
+            for r in state.scenario.spec.regions
+        ]
+    return HTTPStatus.OK, {"regions": regions}
+
+
+def _move_job(verb: str, action: str) -> Call:
+    def call(
+        state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+    ) -> tuple[HTTPStatus, Any]:
+        tenant_id, job_id = ids
+        previous, job = state.move(tenant_id, job_id, verb)
+        details = {"from_status": previous, "to_status": job["status"]}
+        state.record(actor, action, f"tenants/{tenant_id}/jobs/{job_id}", details)
+        return HTTPStatus.ACCEPTED, {"tenant_id": tenant_id, **job}
+
+    return call
+
+
+def _get_routing(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
+    return HTTPStatus.OK, state.routing_of(ids[0])
+
+
+def _switch_routing(
+    state: AdminState, ids: tuple[str, ...], body: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
+    tenant_id = ids[0]
+    routing = state.switch(tenant_id, body.get("endpoint"))
+    details = {"endpoint": routing["endpoint"], "previous_endpoint": routing["previous_endpoint"]}
+    state.record(actor, "switch_routing", f"tenants/{tenant_id}/routing", details)
+    return HTTPStatus.OK, routing
+
+
+def _get_checksums(
+    state: AdminState, ids: tuple[str, ...], query: dict[str, Any], actor: str
+) -> tuple[HTTPStatus, Any]:
+    tenant_id, endpoint = ids[0], query.get("endpoint")
+    known = state.routing_of(tenant_id)["endpoints"]
+    if endpoint not in known:
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_query",
+            f"endpoint {endpoint!r} is not one of tenant {tenant_id}'s endpoints: "
+            f"{', '.join(known)}; pass ?endpoint=",
+        )
+    region = state.region_of(tenant_id)
+    return HTTPStatus.OK, tenant_checksums(state.scenario, tenant_id, region, str(endpoint))
 
 
 # (method, path pattern, what each group names, call, mutating); groups are raw segments.
@@ -373,6 +562,32 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], Call, bool], ...] = 
     ("POST", re.compile(r"/admin/policy-cache:invalidate"), (), _invalidate, True),
     ("POST", re.compile(r"/admin/rate-limit:override"), (), _override, True),
     ("GET", re.compile(r"/admin/audit"), (), _get_audit, False),
+    # The sandbox's remediation calls, beyond the contract (see the module docstring).
+    ("GET", re.compile(r"/admin/rate-limit"), (), _get_rate_limit, False),
+    ("GET", re.compile(r"/admin/policy-cache"), (), _get_policy_cache, False),
+    (
+        "POST",
+        re.compile(r"/tenants/([^/]+)/jobs/([^/]+):pause"),
+        ("tenant id", "job id"),
+        _move_job("pause", "pause_job"),
+        True,
+    ),
+    (
+        "POST",
+        re.compile(r"/tenants/([^/]+)/jobs/([^/]+):resume"),
+        ("tenant id", "job id"),
+        _move_job("resume", "resume_job"),
+        True,
+    ),
+    ("GET", re.compile(r"/tenants/([^/]+)/routing"), ("tenant id",), _get_routing, False),
+    (
+        "POST",
+        re.compile(r"/tenants/([^/]+)/routing:switch"),
+        ("tenant id",),
+        _switch_routing,
+        True,
+    ),
+    ("GET", re.compile(r"/tenants/([^/]+)/checksums"), ("tenant id",), _get_checksums, False),
 )
 
 
@@ -392,7 +607,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._authorize()
             call, ids, mutating = self._route(method)
             actor = self._actor() if mutating else ""
-            body = self._body() if method == "POST" else {}
+            # A call's arguments: the JSON body of a POST, the query string of a GET.
+            body = self._body() if method == "POST" else self._query()
             status, payload = call(self.state, ids, body, actor)
         except ApiError as e:
             self._send(e.status, {"error": e.code, "message": e.message})
@@ -440,6 +656,10 @@ class _Handler(BaseHTTPRequestHandler):
                 f"mutating calls need an {ACTOR_HEADER} header naming who acts",
             )
         return actor
+
+    def _query(self) -> dict[str, Any]:
+        pairs = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        return {key: values[-1] for key, values in pairs.items()}
 
     def _body(self) -> dict[str, Any]:
         try:

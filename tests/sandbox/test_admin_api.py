@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tenancy_diag.errors import ConfigError, ParameterError, SourceRejected, SourceUnavailable
-from tenancy_diag.sandbox.admin_api import make_handler, tenant_jobs
+from tenancy_diag.sandbox.admin_api import make_handler, tenant_checksums, tenant_jobs
 from tenancy_diag.sandbox.secrets import PLANTED, carrier
 from tenancy_diag.sandbox.serving import serve_in_thread, stop_pid, wait_ready
 from tenancy_diag.sandbox.topology import Scenario, ScenarioSpec
@@ -300,3 +300,217 @@ def test_main_serves_as_a_background_process(scenario, tmp_path):
     finally:
         assert stop_pid(proc.pid)
     assert TOKEN not in (tmp_path / "admin.log").read_text()
+
+
+# -- the sandbox's remediation calls, beyond the contract ----------------------------------
+@pytest.fixture
+def fresh(scenario):
+    """A server of its own, so state written by one test is never read by another."""
+    handler = make_handler(scenario, TOKEN)
+    server, thread = serve_in_thread(handler)
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _get(url, path, token=TOKEN):
+    return requests.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+
+def _audit(url):
+    return _get(url, "/admin/audit").json()
+
+
+def _override_body(region, multiplier):
+    expires = _iso((datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0))
+    return {
+        "region": region,
+        "burst_multiplier": multiplier,
+        "reason": "INC-7 partner bulk sync",
+        "expires_at": expires,
+    }
+
+
+def test_rate_limit_read_shows_overrides_and_1_0_removes_one(fresh):
+    url, _ = fresh
+    assert _get(url, "/admin/rate-limit").json() == {
+        "default_burst_multiplier": 1.0,
+        "overrides": [],
+    }
+    body = _override_body("eu-west-1", 3)
+    assert _post(url, "/admin/rate-limit:override", body, actor="sre-carol").status_code == 200
+    (override,) = _get(url, "/admin/rate-limit").json()["overrides"]
+    set_at = override.pop("set_at")
+    assert override == {**body, "burst_multiplier": 3.0, "set_by": "sre-carol"}
+    assert datetime.fromisoformat(set_at) <= datetime.now(UTC)
+
+    back = _post(url, "/admin/rate-limit:override", _override_body("eu-west-1", 1.0))
+    assert back.status_code == 200 and back.json()["burst_multiplier"] == 1.0
+    assert _get(url, "/admin/rate-limit").json()["overrides"] == []
+    last = _audit(url)[-1]
+    assert (last["action"], last["actor"], last["target"]) == (
+        "override_rate_limit",
+        "sre-alice",
+        "rate-limit/eu-west-1",
+    )
+    assert last["details"]["cleared"] is True and last["details"]["burst_multiplier"] == 1.0
+    assert _get(url, "/admin/rate-limit", token="wrong").status_code == 401
+
+
+def test_policy_cache_history_records_each_invalidation(fresh, scenario):
+    url, _ = fresh
+    empty = _get(url, "/admin/policy-cache").json()
+    assert empty == {"regions": [{"region": r, "invalidations": []} for r in scenario.spec.regions]}
+    for key, actor in (("pol-access", "sre-dan"), (None, "sre-erin")):
+        body = {"region": "us-east-1", **({"key": key} if key else {})}
+        assert _post(url, "/admin/policy-cache:invalidate", body, actor=actor).status_code == 202
+    regions = {
+        r["region"]: r["invalidations"] for r in _get(url, "/admin/policy-cache").json()["regions"]
+    }
+    assert [(i["key"], i["actor"]) for i in regions["us-east-1"]] == [
+        ("pol-access", "sre-dan"),
+        (None, "sre-erin"),
+    ]
+    assert all(i["at"].endswith("Z") for i in regions["us-east-1"])
+    assert regions["eu-west-1"] == [] == regions["ap-southeast-2"]
+
+
+def _jobs_by_id(url, tenant_id):
+    return {j["job_id"]: j for j in _get(url, f"/tenants/{tenant_id}/jobs").json()}
+
+
+def test_pause_and_resume_a_stuck_migration(fresh, scenario):
+    url, _ = fresh
+    tenant, job = scenario.truth.tenants[0], scenario.truth.job_ids[0]
+    base = f"/tenants/{tenant}/jobs/{job}"
+    before = len(_audit(url))
+
+    refused = _post(url, f"{base}:pause", actor=None)
+    assert refused.status_code == 400 and refused.json()["error"] == "actor_required"
+    assert _post(url, f"{base}:pause", token="wrong").status_code == 401
+    assert _jobs_by_id(url, tenant)[job]["status"] == "running"
+
+    paused = _post(url, f"{base}:pause", actor="sre-fay")
+    assert paused.status_code == 202
+    assert paused.json()["status"] == "paused" and paused.json()["tenant_id"] == tenant
+    assert _jobs_by_id(url, tenant)[job]["status"] == "paused"
+    again = _post(url, f"{base}:pause")
+    assert again.status_code == 409 and again.json()["error"] == "not_pausable"
+    assert _post(url, f"{base}:retry").status_code == 409
+
+    resumed = _post(url, f"{base}:resume", actor="sre-fay")
+    assert resumed.status_code == 202 and resumed.json()["status"] == "running"
+    assert _jobs_by_id(url, tenant)[job]["status"] == "running"
+    twice = _post(url, f"{base}:resume")
+    assert twice.status_code == 409 and twice.json()["error"] == "not_resumable"
+
+    audit = _audit(url)[before:]
+    assert [(e["action"], e["actor"], e["details"]) for e in audit] == [
+        ("pause_job", "sre-fay", {"from_status": "running", "to_status": "paused"}),
+        ("resume_job", "sre-fay", {"from_status": "paused", "to_status": "running"}),
+    ]
+    assert audit[0]["target"] == f"tenants/{tenant}/jobs/{job}"
+
+
+def test_only_pending_or_running_jobs_pause(fresh, scenario):
+    url, _ = fresh
+    tenant = scenario.tenants[3].id
+    done = next(j for j in tenant_jobs(scenario, tenant) if j["status"] == "succeeded")
+    response = _post(url, f"/tenants/{tenant}/jobs/{done['job_id']}:pause")
+    assert response.status_code == 409 and response.json()["error"] == "not_pausable"
+    assert "succeeded" in response.json()["message"]
+    assert _post(url, f"/tenants/{tenant}/jobs/job-nope:pause").status_code == 404
+    assert _post(url, "/tenants/t-999999/jobs/job-nope:resume").status_code == 404
+
+
+def _region(scenario, tenant_id):
+    return next(t.region for t in scenario.tenants if t.id == tenant_id)
+
+
+def test_routing_of_a_stuck_tenant_and_switching_it_back(fresh, scenario):
+    url, _ = fresh
+    tenant = scenario.truth.tenants[0]
+    region = _region(scenario, tenant)
+    source, target = f"db-{region}-a", f"db-{region}-b"
+    assert _get(url, f"/tenants/{tenant}/routing").json() == {
+        "tenant_id": tenant,
+        "endpoint": target,
+        "endpoints": [source, target],
+        "switched_at": None,
+    }
+    before = len(_audit(url))
+
+    bad = _post(url, f"/tenants/{tenant}/routing:switch", {"endpoint": "db-x"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_body"
+    assert "'db-x'" in bad.json()["message"] and source in bad.json()["message"]
+    assert (
+        _post(url, f"/tenants/{tenant}/routing:switch", {"endpoint": source}, actor=None).ok
+        is False
+    )
+    assert _get(url, f"/tenants/{tenant}/routing").json()["endpoint"] == target
+    assert len(_audit(url)) == before
+
+    switched = _post(
+        url, f"/tenants/{tenant}/routing:switch", {"endpoint": source}, actor="sre-gus"
+    )
+    assert switched.status_code == 200
+    answer = switched.json()
+    assert (answer["endpoint"], answer["previous_endpoint"]) == (source, target)
+    now = _get(url, f"/tenants/{tenant}/routing").json()
+    assert now["endpoint"] == source and now["endpoints"] == [source, target]
+    assert now["switched_at"] == answer["switched_at"] and now["switched_at"].endswith("Z")
+    (entry,) = _audit(url)[before:]
+    assert (entry["action"], entry["actor"], entry["target"], entry["details"]) == (
+        "switch_routing",
+        "sre-gus",
+        f"tenants/{tenant}/routing",
+        {"endpoint": source, "previous_endpoint": target},
+    )
+
+
+def test_routing_of_other_tenants_knows_one_endpoint(fresh, scenario):
+    url, _ = fresh
+    other = next(t for t in scenario.tenants if t.id not in scenario.truth.tenants)
+    routing = _get(url, f"/tenants/{other.id}/routing").json()
+    assert routing["endpoint"] == f"db-{other.region}-a"
+    assert routing["endpoints"] == [f"db-{other.region}-a"]
+    refused = _post(
+        url, f"/tenants/{other.id}/routing:switch", {"endpoint": f"db-{other.region}-b"}
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_body"
+    assert _get(url, "/tenants/t-999999/routing").status_code == 404
+    assert _post(url, f"/tenants/{other.id}/routing").status_code == 405
+
+
+def test_checksums_show_the_target_lagging_on_one_table(fresh, scenario):
+    url, _ = fresh
+    tenant = scenario.truth.tenants[0]
+    region = _region(scenario, tenant)
+    source = _get(url, f"/tenants/{tenant}/checksums?endpoint=db-{region}-a").json()
+    target = _get(url, f"/tenants/{tenant}/checksums?endpoint=db-{region}-b").json()
+    assert (source["tenant_id"], source["endpoint"]) == (tenant, f"db-{region}-a")
+    assert set(source["tables"]) == set(target["tables"]) == {"tenants", "memberships", "policies"}
+    differing = [t for t in source["tables"] if source["tables"][t] != target["tables"][t]]
+    assert len(differing) == 1
+    (table,) = differing
+    assert source["tables"][table]["rows"] > target["tables"][table]["rows"] > 0
+    assert all(len(v["sha256"]) == 64 for v in source["tables"].values())
+    assert _get(url, f"/tenants/{tenant}/checksums?endpoint=db-{region}-a").json() == source
+    rebuilt = Scenario(ScenarioSpec(name="migration_hang", tenants=200, end=END))
+    assert tenant_checksums(rebuilt, tenant, region, f"db-{region}-a") == source
+    reseeded = Scenario(ScenarioSpec(name="migration_hang", tenants=200, end=END, seed=8))
+    assert tenant_checksums(reseeded, tenant, region, f"db-{region}-a") != source
+
+
+def test_checksums_of_an_unknown_endpoint_are_400(fresh, scenario):
+    url, _ = fresh
+    other = next(t for t in scenario.tenants if t.id not in scenario.truth.tenants)
+    complete = _get(url, f"/tenants/{other.id}/checksums?endpoint=db-{other.region}-a")
+    assert complete.ok and complete.json()["endpoint"] == f"db-{other.region}-a"
+    for query in (f"?endpoint=db-{other.region}-b", "?endpoint=db-x", ""):
+        response = _get(url, f"/tenants/{other.id}/checksums{query}")
+        assert response.status_code == 400, query
+        assert response.json()["error"] == "invalid_query"
+        assert f"db-{other.region}-a" in response.json()["message"]
+    assert _get(url, "/tenants/t-999999/checksums?endpoint=db-x").status_code == 404

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tenancy_diag.errors import ConfigError
 from tenancy_diag.sandbox import kube_api, pod_logs, serving
 from tenancy_diag.sandbox.secrets import PLANTED
 from tenancy_diag.sandbox.topology import PATTERNS, REPLICAS, Scenario, ScenarioSpec
@@ -303,6 +305,232 @@ def test_kubeconfig_is_private_and_complete(kubeconfig, server):
     assert servers == {kube_api.CONTEXT: server, "sandbox-use1": f"{server}/clusters/us-east-1"}
 
 
+# -- deleting a pod: the one write ----------------------------------------------------------
+CONTROLLERS = "app=tenancy-controller,region=us-east-1"
+
+
+@pytest.fixture
+def cluster(scenario, tmp_path):
+    """A fresh server per test, so deletions never leak into the read-only tests above."""
+    servers = []
+
+    def start(served=None, **options):
+        options = kube_api.WorkloadOptions(**options)
+        handler = kube_api.make_handler(served or scenario, TOKEN, options=options)
+        httpd, thread = serving.serve_in_thread(handler)
+        servers.append((httpd, thread))
+        path = tmp_path / f"kubeconfig-{len(servers)}"
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        kube_api.write_kubeconfig(path, url, TOKEN, {"us-east-1": "sandbox-use1"})
+        return path
+
+    yield start
+    for httpd, thread in servers:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def _apis(kubeconfig, context=None):
+    api_client = config.new_client_from_config(
+        config_file=str(kubeconfig), context=context, persist_config=False
+    )
+    return client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+
+
+def _ready(pod):
+    return next(c.status for c in pod.status.conditions if c.type == "Ready") == "True"
+
+
+def _wait_ready(core, name, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, NS)
+        if _ready(pod):
+            return pod
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not become Ready within {timeout_s} s")
+
+
+def test_delete_pod_marks_it_and_a_replacement_becomes_ready(cluster, scenario):
+    core, apps = _apis(cluster(ready_delay_s=0.6))
+    before = core.list_namespaced_pod(NS, label_selector=CONTROLLERS).items
+    victim = before[1]
+    requested = datetime.now(UTC).replace(microsecond=0)
+
+    deleted = core.delete_namespaced_pod(victim.metadata.name, NS)
+
+    assert deleted.kind == "Pod" and deleted.metadata.name == victim.metadata.name
+    assert deleted.metadata.deletion_timestamp >= requested + timedelta(seconds=30)
+    assert deleted.metadata.deletion_grace_period_seconds == 30
+    with pytest.raises(ApiException) as caught:
+        core.read_namespaced_pod(victim.metadata.name, NS)
+    assert caught.value.status == 404
+    after = core.list_namespaced_pod(NS, label_selector=CONTROLLERS).items
+    assert len(after) == len(before)
+    names = {p.metadata.name for p in after}
+    assert victim.metadata.name not in names
+    (fresh,) = [p for p in after if p.metadata.name not in {b.metadata.name for b in before}]
+    prefix = victim.metadata.name.rsplit("-", 1)[0]
+    suffix = fresh.metadata.name.rsplit("-", 1)[1]
+    assert fresh.metadata.name.startswith(prefix + "-") and len(suffix) == 5
+    assert fresh.metadata.labels == victim.metadata.labels
+    assert fresh.metadata.owner_references == victim.metadata.owner_references
+    assert fresh.metadata.creation_timestamp >= requested > victim.metadata.creation_timestamp
+    assert fresh.status.start_time >= requested and fresh.status.phase == "Running"
+    assert not _ready(fresh) and not fresh.status.container_statuses[0].ready
+    assert fresh.status.container_statuses[0].restart_count == 0
+
+    deployment = apps.read_namespaced_deployment("tenancy-controller", NS)
+    assert deployment.status.replicas == deployment.spec.replicas
+    assert deployment.status.ready_replicas == deployment.spec.replicas - 1
+    assert deployment.status.available_replicas == deployment.spec.replicas - 1
+    assert deployment.status.unavailable_replicas == 1
+
+    ready = _wait_ready(core, fresh.metadata.name)
+    assert ready.status.container_statuses[0].ready
+    deployment = apps.read_namespaced_deployment("tenancy-controller", NS)
+    assert deployment.status.ready_replicas == deployment.spec.replicas
+    assert deployment.status.unavailable_replicas is None
+    log = core.read_namespaced_pod_log(fresh.metadata.name, NS, tail_lines=100)
+    lines = log.splitlines()
+    assert lines and all(" level=INFO " in line for line in lines)
+    assert 'msg="ready"' in lines[-1] and f"pod={fresh.metadata.name}" in lines[-1]
+    assert len(core.read_namespaced_pod_log(fresh.metadata.name, NS, since_seconds=60)) > 0
+
+
+def test_deleting_an_unknown_pod_is_the_real_404(cluster):
+    core, _ = _apis(cluster())
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespaced_pod("no-such-pod", NS)
+    assert caught.value.status == 404
+    assert json.loads(caught.value.body) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "no-such-pod" not found',
+        "reason": "NotFound",
+        "details": {"name": "no-such-pod", "kind": "pods"},
+        "code": 404,
+    }
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespaced_pod(core.list_namespaced_pod(NS).items[0].metadata.name, "default")
+    assert caught.value.status == 404
+
+
+def test_dry_run_delete_answers_the_same_and_changes_nothing(cluster):
+    core, apps = _apis(cluster())
+    before = _names(core.list_namespaced_pod(NS))
+    answer = core.delete_namespaced_pod(before[0], NS, dry_run="All", grace_period_seconds=5)
+    assert answer.metadata.name == before[0] and answer.metadata.deletion_timestamp
+    assert answer.metadata.deletion_grace_period_seconds == 5
+    assert _names(core.list_namespaced_pod(NS)) == before
+    for item in apps.list_namespaced_deployment(NS).items:
+        assert item.status.ready_replicas == item.spec.replicas
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespaced_pod(before[0], NS, dry_run="Yes")
+    assert caught.value.status == 422 and json.loads(caught.value.body)["reason"] == "Invalid"
+    assert _names(core.list_namespaced_pod(NS)) == before
+
+
+def test_delete_honours_a_uid_precondition(cluster):
+    core, _ = _apis(cluster())
+    pod = core.list_namespaced_pod(NS, label_selector=CONTROLLERS).items[0]
+    stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="not-this-one"))
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespaced_pod(pod.metadata.name, NS, body=stale)
+    assert caught.value.status == 409 and json.loads(caught.value.body)["reason"] == "Conflict"
+    assert core.read_namespaced_pod(pod.metadata.name, NS)
+    current = client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(uid=pod.metadata.uid), grace_period_seconds=0
+    )
+    answer = core.delete_namespaced_pod(pod.metadata.name, NS, body=current)
+    assert answer.metadata.deletion_grace_period_seconds == 0
+
+
+def test_concurrent_deletes_of_one_pod_replace_it_once(cluster):
+    core, _ = _apis(cluster())
+    before = _names(core.list_namespaced_pod(NS))
+    victim = before[0]
+
+    def attempt(_):
+        try:
+            core.delete_namespaced_pod(victim, NS)
+        except ApiException as e:
+            return e.status
+        return 200
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = sorted(pool.map(attempt, range(8)))
+    assert outcomes == [200] + [404] * 7
+    after = _names(core.list_namespaced_pod(NS))
+    assert len(after) == len(before) and victim not in after
+
+
+def test_concurrent_deletes_of_every_pod_keep_the_count(cluster):
+    core, apps = _apis(cluster(ready_delay_s=30))
+    pods = _names(core.list_namespaced_pod(NS, label_selector="app=tenancy-api"))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda name: core.delete_namespaced_pod(name, NS), pods))
+    assert sorted(a.metadata.name for a in answers) == pods
+    after = _names(core.list_namespaced_pod(NS, label_selector="app=tenancy-api"))
+    assert len(after) == len(pods) and not set(after) & set(pods)
+    deployment = apps.read_namespaced_deployment("tenancy-api", NS)
+    assert deployment.status.ready_replicas == 0
+    available = next(c for c in deployment.status.conditions if c.type == "Available")
+    assert available.status == "False"
+
+
+def test_region_context_cannot_delete_another_regions_pod(cluster, scenario):
+    kubeconfig = cluster()
+    regional, _ = _apis(kubeconfig, context="sandbox-use1")
+    other = next(p for p in scenario.pods if p.region != "us-east-1")
+    with pytest.raises(ApiException) as caught:
+        regional.delete_namespaced_pod(other.name, NS)
+    assert caught.value.status == 404
+    core, _ = _apis(kubeconfig)
+    assert core.read_namespaced_pod(other.name, NS).metadata.name == other.name
+
+
+def test_other_methods_are_refused_with_405(server):
+    import urllib.request
+
+    pods = f"{server}/api/v1/namespaces/{NS}/pods"
+    for method, url in (("POST", pods), ("DELETE", pods), ("PATCH", f"{pods}/x/log")):
+        request = urllib.request.Request(
+            url, data=b"{}", method=method, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 405, method
+        assert json.loads(caught.value.read())["reason"] == "MethodNotAllowed"
+
+
+def test_single_replica_option(cluster, scenario):
+    kubeconfig = cluster(replicas={"tenancy-controller": 1})
+    core, apps = _apis(kubeconfig)
+    controllers = core.list_namespaced_pod(NS, label_selector="app=tenancy-controller").items
+    assert sorted(p.metadata.labels["region"] for p in controllers) == sorted(scenario.spec.regions)
+    _, regional = _apis(kubeconfig, context="sandbox-use1")
+    deployment = regional.read_namespaced_deployment("tenancy-controller", NS)
+    assert deployment.spec.replicas == deployment.status.ready_replicas == 1
+    api = apps.read_namespaced_deployment("tenancy-api", NS)
+    assert api.spec.replicas == REPLICAS["tenancy-api"] * len(scenario.spec.regions)
+    # The default context shows one Deployment over every region: one region, one replica.
+    single = Scenario(ScenarioSpec(name="healthy", tenants=20, end=END, regions=("eu-west-1",)))
+    core, apps = _apis(cluster(single, replicas={"tenancy-controller": 1}))
+    deployment = apps.read_namespaced_deployment("tenancy-controller", NS)
+    assert deployment.spec.replicas == deployment.status.ready_replicas == 1
+    (pod,) = core.list_namespaced_pod(NS, label_selector="app=tenancy-controller").items
+    core.delete_namespaced_pod(pod.metadata.name, NS)
+    deployment = apps.read_namespaced_deployment("tenancy-controller", NS)
+    assert deployment.status.ready_replicas == 0
+    for bad in ({"tenancy-nope": 1}, {"tenancy-controller": 0}, {"tenancy-controller": 9}):
+        with pytest.raises(ConfigError):
+            kube_api.WorkloadOptions(replicas=bad)
+
+
 # -- the generator behind the logs ----------------------------------------------------------
 def test_logs_are_deterministic_bounded_and_ordered(scenario):
     pod = next(p for p in scenario.pods if not p.restarts)
@@ -384,6 +612,8 @@ def test_main_serves_until_sigterm(tmp_path):
                 str(tmp_path / "token"),
                 "--ready-file",
                 str(ready),
+                "--replicas",
+                "tenancy-webhook-dispatcher=1",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -399,7 +629,7 @@ def test_main_serves_until_sigterm(tmp_path):
             pods = client.CoreV1Api(api_client).list_namespaced_pod(
                 NS, label_selector="app=tenancy-webhook-dispatcher"
             )
-        assert len(pods.items) == REPLICAS["tenancy-webhook-dispatcher"] * 3
+        assert len(pods.items) == 3  # --replicas: one per region
     finally:
         assert serving.stop_pid(proc.pid)
         proc.wait(5)

@@ -66,8 +66,15 @@ def plan(
     names = session.signals.doc.dlq.queues[KIND]
     dlq, archive_queue = names.dlq.format(region=region), names.archive.format(region=region)
     client = session.sqs(region)
+    # Read every sequenced message (not only retryable ones): a range must not span a
+    # sequence that is not retryable. The request only reads here; nothing moves.
     everything = MoveRequest(
-        region, dlq, archive_queue, tenant=tenant or None, max_messages=max_messages
+        region,
+        dlq,
+        archive_queue,
+        tenant=tenant or None,
+        from_sequence=0,
+        max_messages=max_messages,
     )
     seen = plan_move(client, everything)
     ranges = sequence_ranges(seen.selected, retryable)

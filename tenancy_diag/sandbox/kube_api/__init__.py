@@ -1,14 +1,17 @@
 """A Kubernetes API server for the sandbox: the Tenancy pods, their Deployments and their logs.
 
-It answers the read calls the diagnostics make with the real API's JSON (kinds, apiVersions,
-metadata, Status objects for errors, worded as kube-apiserver words them), so the real
-``kubernetes`` client and kubectl work against it unchanged. Everything is derived from the
+It answers the read calls the diagnostics make, and the pod delete a remediation makes, with
+the real API's JSON (kinds, apiVersions, metadata, Status objects for errors, worded as
+kube-apiserver words them), so the real ``kubernetes`` client and kubectl work against it
+unchanged. Everything is derived from the
 scenario (:mod:`~tenancy_diag.sandbox.topology`, :mod:`~tenancy_diag.sandbox.pod_logs`).
 
 Where things live, as in one of moto's backends: :mod:`.objects` and :mod:`.identities` (the
 cluster's state as JSON), :mod:`.selectors` and :mod:`.logs` (what a query asks for),
 :mod:`.routes` (the API's paths), :mod:`.handler` (HTTP), :mod:`.errors` (Status answers),
-:mod:`.kubeconfig` and :mod:`.running` (how clients and the sandbox reach it).
+:mod:`.kubeconfig` and :mod:`.running` (how clients and the sandbox reach it). The one write,
+deleting a pod, lives in :mod:`.workloads` (which pods are live, replacements, readiness) and
+:mod:`.deletions` (the delete call's options).
 """
 
 from tenancy_diag.sandbox.kube_api.errors import ApiError
@@ -20,6 +23,7 @@ from tenancy_diag.sandbox.kube_api.objects import Fleet
 from tenancy_diag.sandbox.kube_api.routes import VERSION, Answer, Api, Request
 from tenancy_diag.sandbox.kube_api.running import main
 from tenancy_diag.sandbox.kube_api.selectors import Requirement, parse_selector
+from tenancy_diag.sandbox.kube_api.workloads import WorkloadOptions
 
 __all__ = [
     "CLUSTER_PREFIX",
@@ -33,6 +37,7 @@ __all__ = [
     "LogOptions",
     "Request",
     "Requirement",
+    "WorkloadOptions",
     "log_options",
     "log_text",
     "main",

@@ -53,3 +53,19 @@ def invalid(pod: str, field: str, value: object, why: str) -> ApiError:
     return ApiError(
         422, "Invalid", message, {"name": pod, "kind": "PodLogOptions", "causes": causes}
     )
+
+
+def invalid_delete_options(field: str, value: object, why: str) -> ApiError:
+    message = f'DeleteOptions.meta.k8s.io "" is invalid: {field}: {why}'
+    causes = [{"reason": "FieldValueNotSupported", "message": why, "field": field}]
+    return ApiError(
+        422, "Invalid", message, {"group": "meta.k8s.io", "kind": "DeleteOptions", "causes": causes}
+    )
+
+
+def precondition_failed(kind: str, name: str, expected: str, actual: str) -> ApiError:
+    message = (
+        f'Operation cannot be fulfilled on {kind} "{name}": Precondition failed: '
+        f"UID in precondition: {expected}, UID in object meta: {actual}"
+    )
+    return ApiError(409, "Conflict", message, {"name": name, "kind": kind})

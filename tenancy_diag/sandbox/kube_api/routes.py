@@ -1,4 +1,8 @@
-"""The API's paths and what each answers: discovery, namespaces, pods, logs, Deployments."""
+"""The API's paths and what each answers: discovery, namespaces, pods, logs, Deployments.
+
+Reads are GETs; the one write is deleting a pod (``DELETE .../pods/{name}``), which answers the
+pod marked for deletion and leaves its ReplicaSet's replacement in its place.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenancy_diag.sandbox import serving
-from tenancy_diag.sandbox.kube_api.errors import no_route, not_found
-from tenancy_diag.sandbox.kube_api.identities import resource_version
+from tenancy_diag.sandbox.kube_api.deletions import delete_options
+from tenancy_diag.sandbox.kube_api.errors import ApiError, no_route, not_found, precondition_failed
+from tenancy_diag.sandbox.kube_api.identities import resource_version, uid
 from tenancy_diag.sandbox.kube_api.logs import log_options, log_text
 from tenancy_diag.sandbox.kube_api.objects import Fleet
 from tenancy_diag.sandbox.kube_api.selectors import parse_selector, select
+from tenancy_diag.sandbox.kube_api.workloads import WorkloadOptions
 from tenancy_diag.sandbox.topology import REPLICAS, Pod, Scenario
 
 JSON = "application/json"
@@ -37,6 +43,7 @@ class Request:
     region: str | None
     query: Mapping[str, str]
     match: re.Match[str]
+    body: bytes = b""
 
 
 Answer = tuple[str, bytes]  # (content type, body)
@@ -45,9 +52,12 @@ Answer = tuple[str, bytes]  # (content type, body)
 class Api:
     """The routes, independent of HTTP plumbing so they read like the API reference."""
 
-    def __init__(self, scenario: Scenario) -> None:
-        self.fleet = Fleet(scenario)
+    def __init__(self, scenario: Scenario, options: WorkloadOptions | None = None) -> None:
+        self.fleet = Fleet(scenario, options)
         self.scenario = scenario
+        self.deletes: list[tuple[re.Pattern[str], Callable[[Request], Answer]]] = [
+            (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)"), self.delete_pod)
+        ]
         self.routes: list[tuple[re.Pattern[str], Callable[[Request], Answer]]] = [
             (re.compile(pattern), handler)
             for pattern, handler in (
@@ -69,10 +79,24 @@ class Api:
             )
         ]
 
-    def answer(self, path: str, region: str | None, query: Mapping[str, str]) -> Answer:
-        for pattern, handler in self.routes:
+    def answer(
+        self,
+        path: str,
+        region: str | None,
+        query: Mapping[str, str],
+        method: str = "GET",
+        body: bytes = b"",
+    ) -> Answer:
+        routes = {"GET": self.routes, "DELETE": self.deletes}.get(method, [])
+        for pattern, handler in routes:
             if match := pattern.fullmatch(path):
-                return handler(Request(region, query, match))
+                return handler(Request(region, query, match, body))
+        if any(pattern.fullmatch(path) for pattern, _ in (*self.routes, *self.deletes)):
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         raise no_route()
 
     # discovery
@@ -130,15 +154,34 @@ class Api:
         options = log_options(request.query, pod.name, self.scenario.end)
         return "text/plain", log_text(self.fleet, pod, options)
 
+    def delete_pod(self, request: Request) -> Answer:
+        options = delete_options(request.query, request.body)
+        pod = self._find_pod(request)
+        if options.uid is not None and options.uid != uid(pod.name):
+            raise precondition_failed("pods", pod.name, options.uid, uid(pod.name))
+        body = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            **self.fleet.deleted_pod_json(pod, options.grace_s),
+        }
+        # Another request may have deleted it since it was found: only one delete succeeds.
+        if not options.dry_run and self.fleet.workloads.delete(pod) is None:
+            raise not_found("pods", pod.name)
+        return _json(body)
+
     def _pods_in(self, region: str | None, namespace: str | None) -> list[Pod]:
         if namespace not in (None, self.fleet.namespace):
             return []  # the real API lists an unknown namespace as empty, it does not 404
-        return [p for p in self.scenario.pods if region in (None, p.region)]
+        return self.fleet.workloads.live(region)
 
     def _find_pod(self, request: Request) -> Pod:
         name = request.match["name"]
-        pod = self.fleet.pods.get(name)
-        if pod is None or pod not in self._pods_in(request.region, request.match["ns"]):
+        pod = self.fleet.workloads.find(name)
+        if (
+            pod is None
+            or request.match["ns"] != self.fleet.namespace
+            or request.region not in (None, pod.region)
+        ):
             raise not_found("pods", name)
         return pod
 

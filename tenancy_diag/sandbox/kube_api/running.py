@@ -1,4 +1,9 @@
-"""The server as a process: ``python -m tenancy_diag.sandbox.kube_api`` runs :func:`main`."""
+"""The server as a process: ``python -m tenancy_diag.sandbox.kube_api`` runs :func:`main`.
+
+``--replicas tenancy-controller=1`` (repeatable) runs a Deployment with fewer replicas per
+region than the scenario's default; ``--ready-delay-s`` is how long a replacement pod stays not
+Ready after a delete. Both map onto :class:`~.workloads.WorkloadOptions`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import json
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from tenancy_diag.errors import ConfigError
 from tenancy_diag.sandbox import serving
 from tenancy_diag.sandbox.kube_api.handler import make_handler
+from tenancy_diag.sandbox.kube_api.workloads import WorkloadOptions
 from tenancy_diag.sandbox.topology import Scenario, ScenarioSpec
 
 
@@ -21,10 +28,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="APP=N",
+        help="replicas per region of one Deployment (repeatable)",
+    )
+    parser.add_argument("--ready-delay-s", type=float, default=WorkloadOptions.ready_delay_s)
     args = parser.parse_args(argv)
     spec = ScenarioSpec.from_json(json.loads(args.scenario_file.read_text(encoding="utf-8")))
     token = args.token_file.read_text(encoding="utf-8").strip()
-    handler = make_handler(Scenario(spec), token, log_requests=True)
+    options = WorkloadOptions(_replicas(args.replicas), args.ready_delay_s)
+    handler = make_handler(Scenario(spec), token, log_requests=True, options=options)
     server = ThreadingHTTPServer((serving.HOST, args.port), handler)
     server.daemon_threads = True
     serving.serve_forever(server, args.ready_file)
+
+
+def _replicas(pairs: list[str]) -> dict[str, int]:
+    replicas = {}
+    for pair in pairs:
+        app, _, count = pair.partition("=")
+        if not count.isdigit():
+            raise ConfigError(f"--replicas {pair!r} must read APP=N, as in tenancy-controller=1")
+        replicas[app] = int(count)
+    return replicas

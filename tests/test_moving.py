@@ -1,0 +1,69 @@
+"""MoveRequest refuses unsafe or impossible moves before any queue is touched."""
+
+import json
+
+import pytest
+
+from tenancy_diag.errors import SourceConfigError, TenancyDiagError
+from tenancy_diag.remediating.moving import (
+    REPORT_SCHEMA,
+    Depths,
+    MessageRef,
+    Moved,
+    MoveReport,
+    MoveRequest,
+    QueueCounts,
+)
+
+DLQ, ARCHIVE = "tenancy-webhook-dlq-us-east-1", "tenancy-webhook-archive-us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, f"a move from {DLQ} with no selection would move every message; set error_codes"),
+        ({"error_codes": frozenset()}, "error_codes is empty, so nothing would move"),
+        ({"tenant": "t-1", "max_messages": 0}, "max_messages=0 moves nothing; ask for at least 1"),
+        ({"from_sequence": 9, "to_sequence": 3}, "from_sequence=9 is above to_sequence=3; swap"),
+        ({"tenant": "t-1", "visibility_timeout_s": 0}, "visibility_timeout_s=0 is outside"),
+        ({"tenant": "t-1", "receive_wait_s": 21}, "receive_wait_s=21 is outside SQS's 0..20"),
+    ],
+)
+def test_a_bad_request_names_the_value_and_the_fix(options, message):
+    with pytest.raises(SourceConfigError, match=message.replace(".", r"\.")) as info:
+        MoveRequest("us-east-1", DLQ, ARCHIVE, **options)
+    assert isinstance(info.value, TenancyDiagError) and info.value.source == "sqs"
+
+
+def test_a_queue_cannot_be_moved_onto_itself():
+    with pytest.raises(SourceConfigError, match=f"cannot move {DLQ} onto itself"):
+        MoveRequest("us-east-1", DLQ, DLQ, tenant="t-1")
+
+
+def test_any_one_criterion_is_a_selection():
+    for options in ({"error_codes": frozenset({"503"})}, {"tenant": "t"}, {"to_sequence": 5}):
+        MoveRequest("us-east-1", DLQ, ARCHIVE, **options)
+
+
+def test_report_json_is_versioned_and_plain():
+    request = MoveRequest("us-east-1", DLQ, ARCHIVE, error_codes=frozenset({"timeout", "503"}))
+    ref = MessageRef("m-1", "ab" * 32, "t-000001", 7, "503")
+    counts = QueueCounts(1, 0, 0)
+    report = MoveReport(
+        request,
+        "/out/move.jsonl",
+        (Moved(ref, "copy-1"),),
+        (),
+        {"error_code": (MessageRef("m-2", "cd" * 32, "t-2", 8, "400"),)},
+        {"m-3": "why"},
+        Depths(counts, counts),
+        Depths(counts, counts),
+    )
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["schema"] == REPORT_SCHEMA
+    assert data["request"]["error_codes"] == ["503", "timeout"]
+    assert data["moved"] == [
+        {**data["moved"][0], "message_id": "m-1", "target_message_id": "copy-1"}
+    ]
+    assert data["skipped"]["error_code"][0]["error_code"] == "400"
+    assert data["before"]["source"] == {"visible": 1, "not_visible": 0, "delayed": 0}
