@@ -102,13 +102,15 @@ def _planned(root: Path, name: str, manifest: Mapping[str, Any], scratch: Path) 
         for k, v in manifest.get("parameters", {}).get(name, {}).items()
         if k not in _BUNDLE_PATHS
     }
-    planned = PlannedNotebook(
-        entry,
-        parameters,
-        frozenset(declared_parameters(clean)),
-        clean,
-        root / "snapshots" / name,
-    )
+    declared = frozenset(declared_parameters(clean))
+    if "dry_run" in declared:
+        # Its calls changed live systems; replaying them would change them again.
+        raise ConfigError(
+            f"notebook {name} is a remediation: it acts, and a rerun would act again, so it is "
+            f"not rerun; its bundle's actions.jsonl is the record, or run it anew with "
+            f"`tenancy-diag run {name}`"
+        )
+    planned = PlannedNotebook(entry, parameters, declared, clean, root / "snapshots" / name)
     require_declared(planned, "replay_dir", "a rerun needs to answer source calls offline")
     return planned
 
