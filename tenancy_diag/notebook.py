@@ -19,6 +19,7 @@ from tenancy_diag.analysis import dlq as dlq_analysis
 from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing import DIAGNOSES, Endpoints, connect
 from tenancy_diag.diagnosing.steps import Diagnosis, DlqEvidence
+from tenancy_diag.diagnosing.verification import RecoveryVerification
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.settings import notebook_fallbacks
 
@@ -78,6 +79,20 @@ def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
     )
     diagnosis: Diagnosis = DIAGNOSES[subsystem](ctx)
     return diagnosis
+
+
+def open_verification(params: Mapping[str, Any]) -> RecoveryVerification:
+    """Verification After Recovery, built from its notebook's parameters (its ``globals()``)."""
+    verification = open_diagnosis("recovery", params)
+    if not isinstance(verification, RecoveryVerification):
+        raise ConfigError("DIAGNOSES['recovery'] is not a RecoveryVerification; restore it")
+    return verification.configure(
+        audit_path=str(params.get("audit_path") or ""),
+        alertmanager_url=str(params.get("alertmanager_url") or ""),
+        verify_window=str(params.get("verify_window") or "15m"),
+        thresholds=params.get("thresholds") or {},
+        replay_dir=str(params.get("replay_dir") or ""),
+    )
 
 
 def show(*items: Any) -> None:

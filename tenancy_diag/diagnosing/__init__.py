@@ -5,6 +5,7 @@ from tenancy_diag.diagnosing.context import Context, Endpoints, connect
 from tenancy_diag.diagnosing.controller import ControllerDiagnosis
 from tenancy_diag.diagnosing.lifecycle import LifecycleDiagnosis
 from tenancy_diag.diagnosing.policy import PolicyDiagnosis
+from tenancy_diag.diagnosing.verification import RecoveryVerification
 from tenancy_diag.diagnosing.webhook import WebhookDiagnosis
 
 DIAGNOSES = {
@@ -13,6 +14,8 @@ DIAGNOSES = {
     "policy": PolicyDiagnosis,
     "api": ApiDiagnosis,
     "lifecycle": LifecycleDiagnosis,
+    # Not a subsystem: the runbook's Verification After Recovery, across all five.
+    "recovery": RecoveryVerification,
 }
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "Endpoints",
     "LifecycleDiagnosis",
     "PolicyDiagnosis",
+    "RecoveryVerification",
     "WebhookDiagnosis",
     "connect",
 ]

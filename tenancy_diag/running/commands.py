@@ -21,6 +21,7 @@ from tenancy_diag.errors import ConfigError, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
+from tenancy_diag.running.closing import add_close_command
 from tenancy_diag.running.coercing import Given
 from tenancy_diag.running.parameters import merge, parse_assignments, read_files
 from tenancy_diag.running.progress import for_stream
@@ -41,7 +42,7 @@ _ENV_END = "TENANCY_DIAG_END"
 
 
 def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog) -> None:
-    """Add ``run`` and ``rerun`` to the CLI's subparsers; ``catalog`` makes the notebook list."""
+    """Add ``run``, ``rerun`` and ``close`` to the CLI's subparsers; ``catalog`` lists notebooks."""
     run = subparsers.add_parser("run", help="run diagnostic notebooks into an evidence bundle")
     run.add_argument(
         "notebooks",
@@ -111,6 +112,8 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
     again.add_argument("bundle", type=Path, help="a bundle folder OUT/<incident>/<run_id>")
     _common(again)
     again.set_defaults(func=_cmd_rerun)
+
+    add_close_command(subparsers)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

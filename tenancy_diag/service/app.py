@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -21,6 +22,7 @@ from types import FrameType
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.service.executor import SubprocessExecutor
 from tenancy_diag.service.http import configure_logging, make_handler
+from tenancy_diag.service.recovery import on_resolved
 from tenancy_diag.service.sinks import create_sink
 from tenancy_diag.service.store import Store
 from tenancy_diag.service.telemetry import Telemetry
@@ -90,7 +92,13 @@ class Service:
             max_attempts=config.max_attempts,
             backoff_s=config.backoff_s,
         )
-        handler = make_handler(self.store, config.token, self.telemetry, config.max_body_bytes)
+        handler = make_handler(
+            self.store,
+            config.token,
+            self.telemetry,
+            config.max_body_bytes,
+            on_resolved=partial(on_resolved, self.store, config.out),
+        )
         try:
             self.server = ThreadingHTTPServer(address, handler)
         except OSError as e:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, Protocol, TextIO
 from urllib.parse import urlsplit
 
 from tenancy_diag.errors import ConfigError, TenancyDiagError, shorten
@@ -78,6 +78,12 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     logger.addHandler(handler)
 
 
+class ResolvedHook(Protocol):
+    """What a resolved notification starts beyond being recorded; returns (job id, created)."""
+
+    def __call__(self, req: RunRequest) -> tuple[int, bool]: ...
+
+
 @dataclass
 class _Reply:
     status: int
@@ -102,6 +108,8 @@ class _Receiver(BaseHTTPRequestHandler):
     telemetry: ClassVar[Telemetry]
     token: ClassVar[bytes]
     max_body_bytes: ClassVar[int]
+    #: What a resolved notification starts beyond being recorded: (job id, created).
+    on_resolved: ClassVar[ResolvedHook | None] = None
     server_version = "tenancy-diag"
     sys_version = ""
     # Seconds a client may stall one read; keeps slow clients from pinning threads forever.
@@ -166,7 +174,12 @@ class _Receiver(BaseHTTPRequestHandler):
         req = parse(self._read_body())
         if req.status == "resolved":
             resolution = self.store.record_resolution(req)
-            return _json(200, {"resolution": resolution})
+            # Read from the class: a plain function stored on it would bind as a method.
+            hook = type(self).on_resolved
+            if hook is None:
+                return _json(200, {"resolution": resolution})
+            job, created = hook(req)
+            return _json(200, {"resolution": resolution, "job": job, "created": created}, job=job)
         job, created = self.store.enqueue(req)
         return _json(200, {"job": job, "created": created}, job=job)
 
@@ -239,9 +252,14 @@ def _byte_count(raw: str) -> int | None:
 
 
 def make_handler(
-    store: Store, token: str, telemetry: Telemetry, max_body_bytes: int = 1_000_000
+    store: Store,
+    token: str,
+    telemetry: Telemetry,
+    max_body_bytes: int = 1_000_000,
+    on_resolved: ResolvedHook | None = None,
 ) -> type[BaseHTTPRequestHandler]:
-    """A request handler class for ``ThreadingHTTPServer`` serving the endpoints above."""
+    """A request handler class for ``ThreadingHTTPServer`` serving the endpoints above;
+    ``on_resolved`` (see :mod:`tenancy_diag.service.recovery`) acts on resolved notifications."""
     if not token.strip():
         raise ConfigError(
             f"the service token is empty; set {ENV_SERVICE_TOKEN} or {ENV_SERVICE_TOKEN_FILE}"
@@ -255,4 +273,5 @@ def make_handler(
     ServiceHandler.telemetry = telemetry
     ServiceHandler.token = token.strip().encode()
     ServiceHandler.max_body_bytes = max_body_bytes
+    ServiceHandler.on_resolved = on_resolved
     return ServiceHandler

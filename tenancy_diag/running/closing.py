@@ -1,0 +1,101 @@
+"""``tenancy-diag close``: the incident's closure event in ``OUT/audit.jsonl``.
+
+The runbook's last verification item asks that the audit logs show a closure event; this is
+how one is written, by a person (``tenancy-diag close``) or by the service when an incident's
+alerts resolve. ``verification_after_recovery`` looks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tenancy_diag import settings
+from tenancy_diag.errors import ConfigError
+from tenancy_diag.running.audit import (
+    AUDIT_FILE,
+    AUDIT_SCHEMA,
+    AuditRecord,
+    append_audit,
+    redact_command,
+)
+from tenancy_diag.running.naming import check_name
+
+CLOSE_ACTION = "close"
+_MAX_REASON_CHARS = 500
+
+
+def close_incident(
+    out: Path,
+    incident: str,
+    reason: str,
+    *,
+    actor: str | None = None,
+    command: Sequence[str] = (),
+) -> AuditRecord:
+    """Append a ``close`` record for ``incident`` to ``out/audit.jsonl``; returns it."""
+    check_name(incident, "incident id")
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ConfigError("the closure has no reason; say why with --reason TEXT")
+    if len(reason) > _MAX_REASON_CHARS:
+        raise ConfigError(
+            f"the reason is {len(reason)} characters; keep it under {_MAX_REASON_CHARS}"
+        )
+    record = AuditRecord(
+        actor=actor or settings.actor(),
+        action=CLOSE_ACTION,
+        command=list(command),
+        incident=incident,
+        run_id=None,
+        result=f"closed: {reason}",
+        exit_code=0,
+    )
+    append_audit(out, record)
+    return record
+
+
+def closure_records(out: Path, incident: str) -> list[dict[str, Any]]:
+    """The ``close`` records for ``incident`` in ``out/audit.jsonl``, oldest first."""
+    path = out / AUDIT_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(f"cannot read audit log {path} ({e.strerror}); check --out") from e
+    found = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash; the others still count
+        if (
+            isinstance(record, dict)
+            and record.get("schema") == AUDIT_SCHEMA
+            and record.get("action") == CLOSE_ACTION
+            and record.get("incident") == incident
+        ):
+            found.append(record)
+    return found
+
+
+def add_close_command(subparsers: Any) -> None:
+    """Add ``close`` to the CLI's subparsers."""
+    close = subparsers.add_parser(
+        "close", help="record the incident's closure event in OUT/audit.jsonl"
+    )
+    close.add_argument("--incident", required=True, help="incident id")
+    close.add_argument("--out", type=Path, default=Path("outputs"), help="default: outputs/")
+    close.add_argument("--reason", required=True, help="why the incident is closed")
+    close.set_defaults(func=_cmd_close)
+
+
+def _cmd_close(args: argparse.Namespace) -> int:
+    record = close_incident(args.out, args.incident, args.reason, command=redact_command(sys.argv))
+    print(f"{record.incident} {record.result} (by {record.actor}) -> {args.out / AUDIT_FILE}")
+    return 0
