@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tenancy_diag import runbook
+from tenancy_diag.analysis.impact import affected_tenants
 from tenancy_diag.running.rendering import render_index
 from tenancy_diag.running.rerun import compare_findings
-from tenancy_diag.running.summary import NotebookReport, affected_tenants, build_summary
+from tenancy_diag.running.summary import NotebookReport, build_summary
 
 START = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 END = datetime(2026, 11, 27, 3, 1, tzinfo=UTC)

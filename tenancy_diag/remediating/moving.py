@@ -62,6 +62,7 @@ from tenancy_diag.errors import (
     shorten,
 )
 from tenancy_diag.redacting import Redactor, default_redactor
+from tenancy_diag.sources.sqs import change_visibility
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -649,32 +650,7 @@ class _Queue:
 
     def set_visibility(self, handles: Sequence[str], seconds: int) -> None:
         """Failures are only logged: this runs in ``finally``, and the timeout is the net."""
-        for start in range(0, len(handles), _BATCH):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
-                for i, h in enumerate(handles[start : start + _BATCH])
-            ]
-            try:
-                failed = self.client.change_message_visibility_batch(
-                    QueueUrl=self.url,
-                    Entries=entries,  # type: ignore[arg-type]
-                ).get("Failed", [])
-            except (BotoCoreError, ClientError) as e:
-                log.warning(
-                    "could not set visibility %d s on %d messages of %s (%s)",
-                    seconds,
-                    len(entries),
-                    self.name,
-                    shorten(e, 120),
-                )
-                continue
-            for failure in failed:
-                log.warning(
-                    "could not set visibility %d s on a message of %s (%s)",
-                    seconds,
-                    self.name,
-                    failure.get("Code"),
-                )
+        change_visibility(self.client, self.url, handles, seconds, self.name)
 
 
 def _forwarded_attributes(message: dict[str, Any]) -> dict[str, dict[str, Any]]:

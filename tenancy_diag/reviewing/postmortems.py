@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from tenancy_diag.analysis.findings import SEVERITIES, PatternMatch
+from tenancy_diag.analysis.findings import PatternMatch
+from tenancy_diag.analysis.impact import affected_tenants, worst_severity
 from tenancy_diag.analysis.verdicts import actions_for
 from tenancy_diag.redacting import Redactor, default_redactor
 from tenancy_diag.reviewing.gathering import AuditLog, GatheredBundle
@@ -209,7 +210,7 @@ def impact_of(trusted: Sequence[GatheredBundle], events: Sequence[Event]) -> Imp
         tenants=affected_tenants(docs),
         regions=sorted(set(regions)),
         subsystems=sorted({str(d.get("subsystem")) for d in hurt}),
-        severity=worst(severities),
+        severity=worst_severity(severities),
         start=start,
         start_basis=basis,
         end=end,
@@ -229,21 +230,6 @@ def _start(events: Sequence[Event]) -> tuple[datetime | None, str]:
         if at is not None:
             return at, basis
     return None, "unknown: no alert start, onset or window in any verified bundle"
-
-
-def affected_tenants(docs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Tenants across findings: seen in more documents first, then by best rank in any list."""
-    seen: dict[str, list[int]] = {}
-    for doc in docs:
-        tenants = [t for t in doc.get("tenants") or [] if isinstance(t, str)]
-        for position, tenant in enumerate(dict.fromkeys(tenants)):
-            seen.setdefault(tenant, []).append(position)
-    return sorted(seen, key=lambda t: (-len(seen[t]), min(seen[t]), sum(seen[t]), t))
-
-
-def worst(severities: Sequence[object]) -> str | None:
-    known = [s for s in severities if isinstance(s, str) and s in SEVERITIES]
-    return min(known, key=SEVERITIES.index) if known else None
 
 
 def root_cause_of(

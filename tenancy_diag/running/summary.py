@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tenancy_diag.analysis.findings import SEVERITIES, PatternMatch
+from tenancy_diag.analysis.findings import PatternMatch
+from tenancy_diag.analysis.impact import affected_tenants, worst_severity
 from tenancy_diag.analysis.rootcause import rank
 from tenancy_diag.analysis.verdicts import MIN_CONFIDENCE, actions_for, escalation_for
 from tenancy_diag.errors import ConfigError
@@ -47,7 +48,7 @@ def build_summary(
     matches = [(r.subsystem, m) for r in reports for m in _patterns(r.findings)]
     ranked = rank(matches, book)
     cause = ranked[0] if ranked else None
-    severity = _worst([r.findings.get("severity") for r in reports])
+    severity = worst_severity([r.findings.get("severity") for r in reports])
     mitigation = (
         actions_for([PatternMatch(cause.pattern, cause.confidence, ())], book) if cause else []
     )
@@ -114,11 +115,6 @@ def _patterns(doc: Mapping[str, Any]) -> list[PatternMatch]:
     return found
 
 
-def _worst(severities: Sequence[object]) -> str | None:
-    known = [s for s in severities if isinstance(s, str) and s in SEVERITIES]
-    return min(known, key=SEVERITIES.index) if known else None
-
-
 def _timeline(
     matches: Sequence[tuple[str, PatternMatch]], started: datetime, finished: datetime
 ) -> list[dict[str, str]]:
@@ -129,13 +125,3 @@ def _timeline(
         if m.onset is not None and m.confidence >= MIN_CONFIDENCE
     )
     return [{"at": iso(at), "event": text} for at, text in sorted(events, key=lambda e: e[0])]
-
-
-def affected_tenants(docs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Tenants across findings: seen by more subsystems first, then by best rank in any list."""
-    seen: dict[str, list[int]] = {}
-    for doc in docs:
-        tenants = [t for t in doc.get("tenants") or [] if isinstance(t, str)]
-        for position, tenant in enumerate(dict.fromkeys(tenants)):
-            seen.setdefault(tenant, []).append(position)
-    return sorted(seen, key=lambda t: (-len(seen[t]), min(seen[t]), sum(seen[t]), t))

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -181,35 +181,8 @@ class SqsQueueSource:
         self, request: PeekRequest, url: str, handles: dict[str, str], seconds: int
     ) -> None:
         """Set every held message's visibility (0 hands it back); failures only delay them."""
-        items = list(handles.values())
-        for start in range(0, len(items), _BATCH):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
-                for i, h in enumerate(items[start : start + _BATCH])
-            ]
-            try:
-                client = self._client(request.region)
-                failed = client.change_message_visibility_batch(
-                    QueueUrl=url,
-                    Entries=entries,  # type: ignore[arg-type]
-                ).get("Failed", [])
-            except (BotoCoreError, ClientError) as e:
-                # Raising here would hide the peek's own error; the visibility timeout is the net.
-                log.warning(
-                    "could not set visibility %d s on %d messages of %s (%s)",
-                    seconds,
-                    len(entries),
-                    request.queue_name,
-                    shorten(e, 120),
-                )
-                continue
-            for failure in failed:
-                log.warning(
-                    "could not set visibility %d s on a message of %s (%s)",
-                    seconds,
-                    request.queue_name,
-                    failure.get("Code"),
-                )
+        client = self._client(request.region)
+        change_visibility(client, url, list(handles.values()), seconds, request.queue_name)
 
     def _shape(self, message: dict[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
@@ -335,3 +308,39 @@ def _epoch_iso(stamp: str | None) -> str | None:
         return None
     seconds = number / 1000 if number > 10**11 else number
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def change_visibility(
+    client: SQSClient, url: str, handles: Sequence[str], seconds: int, queue_name: str
+) -> None:
+    """Set the visibility of received messages, ten at a time (0 hands them back).
+
+    Failures are only logged: callers run this in ``finally``, where raising would hide their
+    own error, and the visibility timeout already set is the safety net.
+    """
+    for start in range(0, len(handles), _BATCH):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+            for i, h in enumerate(handles[start : start + _BATCH])
+        ]
+        try:
+            failed = client.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=entries,  # type: ignore[arg-type]
+            ).get("Failed", [])
+        except (BotoCoreError, ClientError) as e:
+            log.warning(
+                "could not set visibility %d s on %d messages of %s (%s)",
+                seconds,
+                len(entries),
+                queue_name,
+                shorten(e, 120),
+            )
+            continue
+        for failure in failed:
+            log.warning(
+                "could not set visibility %d s on a message of %s (%s)",
+                seconds,
+                queue_name,
+                failure.get("Code"),
+            )
