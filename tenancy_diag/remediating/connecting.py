@@ -93,6 +93,13 @@ class Session:
         body = dict(call.body) if call.method != "GET" else None
         return self.admin().request(call.method, call.path, body, actor=self.trail.actor)
 
+    def journal_dir(self) -> Path:
+        """Where move journals live: beside the incident's bundles, not inside one, so running
+        the notebook again (a new bundle) finds and finishes an interrupted move."""
+        if self.trail.audit_path is not None:
+            return self.trail.audit_path.parent / self.incident / "moves"
+        return (self.trail.bundle_dir or Path()) / "moves"
+
     def kube(self) -> KubeActions:
         path = str(self.params.get("kubeconfig") or "")
         if not path:

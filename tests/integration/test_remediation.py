@@ -361,3 +361,45 @@ def test_the_notebook_dry_runs_and_acts_through_the_runner(
     assert len(refused) == 1
     bundles = sorted((tmp_path / INCIDENT).glob("*/actions.jsonl"))
     assert len(bundles) == 3
+
+
+def test_an_archive_move_that_fails_half_way_finishes_on_the_next_run_without_duplicates(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tenancy_diag.errors import SourceUnavailable
+    from tenancy_diag.remediating.procedures import webhook_requeue
+
+    env = _env(sandbox("healthy", tenants=TENANTS + 1), monkeypatch)
+    region = "eu-west-1"
+    client = boto3.client("sqs", region_name=region, endpoint_url=env.aws_endpoint_url)
+    dlq = client.get_queue_url(QueueName=f"tenancy-webhook-dlq-{region}")["QueueUrl"]
+    archive = client.get_queue_url(QueueName=f"tenancy-webhook-dlq-archive-{region}")["QueueUrl"]
+    original = sum(_queues(env)[dlq])
+    assert original >= 2
+    real_move, sent = webhook_requeue.move_messages, []
+
+    def crash_after_first_send(stage: str, index: int) -> None:
+        if stage == "sent":
+            sent.append(index)
+            raise SourceUnavailable("sqs", "the connection dropped after SendMessage")
+
+    def failing_move(*args: Any, **kwargs: Any) -> Any:
+        return real_move(*args, **kwargs, fault=crash_after_first_send)
+
+    scope = {"region": region, "tenant": "", "max_messages": 100, "archive": True}
+    monkeypatch.setattr(webhook_requeue, "move_messages", failing_move)
+    run, findings = _run("webhook_requeue", _acting(env, tmp_path), **scope)
+    assert run.failed and findings.status == "failing", run.frame()
+    # The copy is in the archive and the original still in the DLQ: nothing lost yet.
+    assert sum(_queues(env)[archive]) == 1 and sum(_queues(env)[dlq]) == original
+    monkeypatch.setattr(webhook_requeue, "move_messages", real_move)
+    run, _ = _run("webhook_requeue", _acting(env, tmp_path), **scope)
+    assert run.failed is None, run.frame()
+    assert sum(_queues(env)[dlq]) == 0
+    bodies = []
+    for _ in range(original + 5):
+        got = client.receive_message(QueueUrl=archive, MaxNumberOfMessages=10, VisibilityTimeout=30)
+        bodies += [m["Body"] for m in got.get("Messages", [])]
+        if not got.get("Messages"):
+            break
+    assert len(bodies) == original and len(set(bodies)) == original

@@ -140,7 +140,7 @@ def _archive_steps(
     ranges: dict[str, list[tuple[int, int]]],
 ) -> list[Step]:
     steps = []
-    bundle = session.trail.bundle_dir or Path()
+    journals = session.journal_dir()
     for tenant_id, runs in ranges.items():
         for first, last in runs:
             forward = _selection(request, retryable, tenant_id, first, last)
@@ -154,7 +154,9 @@ def _archive_steps(
                 last,
                 forward.max_messages,
             )
-            journal = bundle / "moves" / f"{tenant_id}-{first}-{last}.jsonl"
+            # One journal per queue pair, whatever the selection: a later run with other ranges
+            # still finds the messages an interrupted run sent but did not delete.
+            journal = journals / f"{forward.source_queue}-to-{forward.target_queue}.jsonl"
             client = session.sqs(request.region)
             steps.append(
                 Step(
