@@ -45,6 +45,21 @@ class Execution:
         rows = [[o.number, o.title, o.call, o.state, o.detail, o.rollback] for o in self.outcomes]
         return pd.DataFrame(rows, columns=columns)
 
+    def markdown(self) -> str:
+        """What happened, for a reader: a dry run's one sentence, or each call's outcome."""
+        if self.dry_run:
+            return (
+                f"**Dry run**: none of the {len(self.outcomes)} call(s) above was made; each is "
+                "in the audit log as a dry run."
+            )
+        rows = ["| # | state | result | undo |", "|---|---|---|---|"]
+        for o in self.outcomes:
+            cells = [str(o.number), o.state, o.detail, o.rollback]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        undo = self.rollbacks()
+        tail = "\n\n**To undo, newest first:**\n" + "\n".join(f"- {u}" for u in undo)
+        return "\n".join(rows) + (tail if undo else "")
+
     def rollbacks(self) -> list[str]:
         """What undoes the steps that ran, in the order to run it."""
         return [f"step {o.number}: {o.rollback}" for o in reversed(self.done)]

@@ -101,12 +101,21 @@ class Plan:
         ]
         return pd.DataFrame(rows, columns=["precondition", "pass", "seen", "required"])
 
-    def steps_frame(self) -> pd.DataFrame:
-        rows = [
-            {"#": i, "step": s.title, "call": str(s.call), "rollback": s.rollback_text()}
-            for i, s in enumerate(self.steps, start=1)
-        ]
-        return pd.DataFrame(rows, columns=["#", "step", "call", "rollback"])
+    def calls_markdown(self) -> str:
+        """Every call in full, with its undo: a table is cut to fit, this never is."""
+        if not self.steps:
+            return "_No call to make._"
+        rows = ["| # | runbook step | call | undo |", "|---|---|---|---|"]
+        previous = ""
+        for number, step in enumerate(self.steps, start=1):
+            # Long plans repeat one runbook step per call; naming it once reads better.
+            title = _cell(step.title) if step.title != previous else "〃"
+            previous = step.title
+            undo = _cell(step.rollback_text())
+            if step.rollback:
+                undo = f"`{_cell(str(step.rollback))}`"
+            rows.append(f"| {number} | {title} | `{_cell(str(step.call))}` | {undo} |")
+        return f"**{len(self.steps)} call(s)**\n\n" + "\n".join(rows)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,3 +136,7 @@ class Plan:
             "followups": list(self.followups),
             "notes": list(self.notes),
         }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

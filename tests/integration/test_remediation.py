@@ -134,6 +134,10 @@ def _audit(tmp_path: Path) -> list[dict[str, Any]]:
 # -- dry runs ---------------------------------------------------------------------------------
 DRY_RUNS = [
     ("controller_restart", {"region": "us-east-1", "pods": 2}),
+    (
+        "webhook_requeue",
+        {"region": "us-east-1", "tenant": "", "max_messages": 50, "archive": False},
+    ),
     ("webhook_requeue", {"region": "us-east-1", "tenant": "", "max_messages": 50, "archive": True}),
     ("policy_cache_refresh", {"region": "us-east-1", "key": "", "note": "stale residency policy"}),
     (
@@ -149,7 +153,9 @@ DRY_RUNS = [
 ]
 
 
-@pytest.mark.parametrize(("procedure", "scope"), DRY_RUNS, ids=[p for p, _ in DRY_RUNS])
+@pytest.mark.parametrize(
+    ("procedure", "scope"), DRY_RUNS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(DRY_RUNS)]
+)
 def test_a_dry_run_shows_the_calls_and_leaves_every_server_unchanged(
     healthy: stack.Endpoints, tmp_path: Path, procedure: str, scope: dict[str, Any]
 ) -> None:
@@ -261,18 +267,18 @@ def test_webhook_requeue_requeues_only_retryable_codes_and_archives_without_loss
     }
     client.send_message(QueueUrl=dlq, MessageBody=json.dumps(planted))
     total = sum(_queues(healthy)[dlq])
-    run, _ = _run(
-        "webhook_requeue",
-        _acting(healthy, tmp_path),
-        region=region,
-        tenant="",
-        max_messages=100,
-        archive=True,
-    )
+    scope = {"region": region, "tenant": "", "max_messages": 100, "archive": False}
+    run, _ = _run("webhook_requeue", _acting(healthy, tmp_path), **scope)
     assert run.failed is None, run.frame()
     requeues = [a for a in _admin(healthy, "/admin/audit") if a["action"] == "requeue_webhooks"]
-    assert requeues and {a["actor"] for a in requeues} == {ACTOR}
+    assert len(requeues) == len(run.outcomes) and {a["actor"] for a in requeues} == {ACTOR}
     assert all(a["details"]["to_sequence"] < 999_999 for a in requeues)
+    # Requeueing re-delivers; the DLQ keeps its messages until success is confirmed.
+    assert sum(_queues(healthy)[dlq]) == total
+    run, _ = _run("webhook_requeue", _acting(healthy, tmp_path), **{**scope, "archive": True})
+    assert run.failed is None, run.frame()
+    assert run.plan.preconditions[-1].passed is True  # the earlier requeue is in the audit log
+    assert all(o.call.startswith("sqs MOVE") for o in run.outcomes)
     left, archived = _queues(healthy)[dlq], _queues(healthy)[archive]
     # Only the 400 stays; everything else moved exactly once.
     assert left == (1, 0)

@@ -1,6 +1,6 @@
 """Webhook requeue: the DLQ's retryable messages, as sequence ranges per tenant, re-delivered
-through the admin API's requeue call; with ``archive=True`` (after the success is confirmed)
-the requeued messages move from the DLQ to its archive queue, losing and duplicating none.
+through the admin API's requeue call. A later run with ``archive=True``, once deliveries
+succeed, moves those messages from the DLQ to its archive queue, losing and duplicating none.
 
 Only the configured retryable codes are requeued (the runbook's "DLQ auto requeue for
 specific retryable codes"): a 4xx says the request itself is wrong, and re-delivering it
@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tenancy_diag.journaling import read_jsonl
 from tenancy_diag.remediating.connecting import Session
 from tenancy_diag.remediating.moving import MessageRef, MoveRequest, move_messages, plan_move
 from tenancy_diag.remediating.plans import Call, Check, Plan, Step
@@ -98,13 +99,29 @@ def plan(
             + ("" if seen.complete else f"; stopped at {max_messages}"),
         ),
         threshold_check(
-            "delivery failure ratio now (requeueing into a failing endpoint refills the DLQ)",
+            "deliveries succeed now (success confirmed)"
+            if archive
+            else "delivery failure ratio now (requeueing into a failing endpoint refills the DLQ)",
             failure,
             slo(session, "webhook", "failure_ratio_max"),
             "<",
             "",
         ),
     ]
+    if archive:
+        # The runbook archives only after the requeue succeeded: a separate, later run.
+        done = _requeues_done(session)
+        result.preconditions.append(
+            Check(
+                "requeued earlier in this incident (audit log)",
+                done > 0,
+                f"{done} requeue call(s) made for {session.incident}",
+                required=False,
+            )
+        )
+        result.steps = _archive_steps(session, book.steps[3], everything, retryable, ranges)
+        result.followups = [f"{book.steps[3]} Done by this run; the undo moves them back."]
+        return result
     for tenant_id, runs in ranges.items():
         for first, last in runs:
             call = session.admin_call(
@@ -123,13 +140,26 @@ def plan(
                     ),
                 )
             )
-    if archive:
-        result.steps.extend(_archive_steps(session, book.steps[3], everything, retryable, ranges))
     result.followups = [
         f"{book.steps[2]} See the post-check below; run webhook_delivery again in 5 minutes.",
         f"{book.steps[3]} Once deliveries succeed, run this notebook again with -p archive=true.",
     ]
     return result
+
+
+def _requeues_done(session: Session) -> int:
+    path = session.trail.audit_path
+    if path is None:
+        return 0
+    return sum(
+        1
+        for entry in read_jsonl(path)
+        if entry.get("incident") == session.incident
+        and entry.get("procedure") == PROCEDURE
+        and entry.get("dry_run") is False
+        and entry.get("exit_code") == 0
+        and "webhooks:requeue" in str(entry.get("call") or "")
+    )
 
 
 def _archive_steps(
