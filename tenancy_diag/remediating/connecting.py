@@ -151,6 +151,10 @@ def open_session(procedure: str, params: Mapping[str, Any]) -> Session:
         bundle_dir=bundle,
         run_id=bundle.name if bundle else None,
     )
+    if guard.acting and trail.actor == "unknown":
+        raise ParameterError(
+            "acting needs to know who acts, for the audit: set TENANCY_DIAG_ACTOR to your name"
+        )
     if guard.acting and trail.audit_path is None:
         raise ParameterError(
             "acting needs an audit log: run through `tenancy-diag run`, which sets audit_path, "

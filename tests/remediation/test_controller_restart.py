@@ -56,7 +56,10 @@ def _params(kubeconfig: Path, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_a_single_replica_refuses_the_restart(single_replica: Path, tmp_path: Path) -> None:
+def test_a_single_replica_refuses_the_restart(
+    single_replica: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANCY_DIAG_ACTOR", "alice")
     pods = KubeActions(KubeSettings(kubeconfig=single_replica))
     before = pods.pods(REGION, "app=tenancy-controller")
     session = rm.open_session("controller_restart", _params(single_replica, tmp_path))

@@ -139,3 +139,47 @@ def test_sequence_ranges_join_adjacent_retryable_and_split_at_the_rest() -> None
     ]
     ranges = sequence_ranges(refs, frozenset({"503", "timeout"}))
     assert ranges == {"t-1": [(10, 11), (13, 13), (15, 15)]}
+
+
+def _session_params(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    base = {
+        "incident_id": INCIDENT,
+        "dry_run": False,
+        "confirm": INCIDENT,
+        "end": "2026-11-27T03:00:00Z",
+        "prometheus_url": "",
+        "kubeconfig": "",
+        "aws_endpoint_url": "",
+        "tenancy_api_url": "",
+        "findings_path": str(tmp_path / "findings.json"),
+        "audit_path": str(tmp_path / "audit.jsonl"),
+        "bundle_dir": "",
+    }
+    return {**base, **extra}
+
+
+def test_acting_needs_a_named_actor_and_an_audit_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenancy_diag.remediating.connecting import open_session
+
+    for name in ("TENANCY_DIAG_ACTOR", "USER", "LOGNAME"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ParameterError, match="TENANCY_DIAG_ACTOR"):
+        open_session("policy_cache_refresh", _session_params(tmp_path))
+    monkeypatch.setenv("TENANCY_DIAG_ACTOR", "alice")
+    with pytest.raises(ParameterError, match="audit_path"):
+        open_session("policy_cache_refresh", _session_params(tmp_path, audit_path=""))
+    assert open_session("policy_cache_refresh", _session_params(tmp_path)).trail.actor == "alice"
+    # A dry run acts on nothing, so it needs neither.
+    monkeypatch.delenv("TENANCY_DIAG_ACTOR")
+    dry = _session_params(tmp_path, dry_run=True, audit_path="")
+    assert open_session("policy_cache_refresh", dry).guard.dry_run
+
+
+def test_an_unknown_procedure_lists_the_valid_ones(tmp_path: Path) -> None:
+    from tenancy_diag.errors import ConfigError
+    from tenancy_diag.remediating.connecting import open_session
+
+    with pytest.raises(ConfigError, match="valid: controller_restart, webhook_requeue"):
+        open_session("reboot_everything", _session_params(tmp_path, dry_run=True))
