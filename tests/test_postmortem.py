@@ -179,10 +179,11 @@ def out(tmp_path: Path) -> Path:
          "time": "2026-11-27T04:01:01Z"},
         {"action": "remediate", "run_id": "r", "result": "ok", "exit_code": 0,
          "time": "2026-11-27T04:40:00Z", "procedure": "policy_cache_refresh", "step": 1,
-         "call": "POST /cache/refresh", "rollback": False, "dry_run": False},
+         "call": "POST /cache/refresh", "rollback": ["admin-api", "POST", "/cache/undo"],
+         "dry_run": False},
         {"action": "remediate", "run_id": "r", "result": "ok", "exit_code": 0,
          "time": "2026-11-27T04:45:00Z", "procedure": "policy_cache_refresh", "step": 1,
-         "call": "POST /cache/restore", "rollback": True, "dry_run": False},
+         "call": "POST /cache/restore", "rollback": None, "reverts": True, "dry_run": False},
         {"action": "close", "run_id": None, "result": "closed: alerts resolved",
          "exit_code": 0, "time": "2026-11-27T05:23:00Z"},
         {"action": "close", "incident": "OTHER", "run_id": None, "result": "ok", "exit_code": 0,
@@ -240,9 +241,31 @@ def test_audit_events_name_remediation_calls_rollbacks_and_the_closure(out: Path
     log = read_audit(out / "audit.jsonl", INCIDENT)
     kinds = [(e.kind, e.text) for e in audit_events(log.records)]
     assert [k for k, _ in kinds] == ["run", "remediation", "rollback", "close"]
-    assert "policy_cache_refresh step 1 call: POST /cache/refresh → ok" in kinds[1][1]
-    assert "rollback: POST /cache/restore" in kinds[2][1]
+    assert kinds[1][1] == (
+        "policy_cache_refresh: POST /cache/refresh → ok; undo: admin-api POST /cache/undo"
+    )
+    assert kinds[2][1] == "policy_cache_refresh: POST /cache/restore → ok"
     assert kinds[3][1] == "incident closed: alerts resolved"
+
+
+def test_a_dry_run_is_one_event_and_refusals_and_notes_say_so() -> None:
+    def line(step: str, dry: bool, run: str, minute: int, result: str = "dry run") -> dict:
+        return {"action": "remediate", "procedure": "webhook_requeue", "step": step,
+                "call": f"POST /x/{step}", "dry_run": dry, "run_id": run, "result": result,
+                "time": f"2026-11-27T04:{minute:02d}:00Z", "actor": "bob"}  # fmt: skip
+
+    records = [
+        line("a", True, "r1", 1),
+        line("b", True, "r1", 2),
+        line("authorize", False, "r2", 3, "refused: confirm 'x' is not the incident id"),
+        line("notes", False, "r3", 4, "cache key: k; root cause: stale"),
+    ]
+    events = {(e.kind, e.text) for e in audit_events(records)}
+    assert events == {
+        ("dry run", "webhook_requeue dry run: 2 call(s) shown, none made"),
+        ("remediation", "webhook_requeue: refused: confirm 'x' is not the incident id"),
+        ("remediation", "webhook_requeue note: cache key: k; root cause: stale"),
+    }
 
 
 def test_audit_log_keeps_the_incident_and_reports_unreadable_lines(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ class AuditTrail:
         dry_run: bool,
         ok: bool = True,
         answer: Any = None,
+        reverts: bool = False,
     ) -> dict[str, Any]:
         redact = default_redactor().redact
         entry: dict[str, Any] = {
@@ -58,6 +59,8 @@ class AuditTrail:
             "call": str(call) if call else None,
             "rollback": rollback.command() if rollback else None,
             "dry_run": dry_run,
+            # True when the call undoes an earlier remediation (e.g. the rate-limit rollback).
+            "reverts": reverts,
         }
         if answer is not None:
             entry["answer"] = answer

@@ -104,6 +104,7 @@ def execute(plan: Plan, guard: Guard, trail: AuditTrail) -> Execution:
             rollback=step.rollback,
             dry_run=guard.dry_run,
             ok=outcome.state != "failed",
+            reverts=bool(plan.scope.get("rollback")),
         )
     return run
 

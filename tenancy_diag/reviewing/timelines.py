@@ -17,7 +17,7 @@ from tenancy_diag.errors import ConfigError
 from tenancy_diag.times import parse_time
 
 #: Kinds in the order they are shown when two events share a timestamp: cause before response.
-KINDS = ("alert", "window", "onset", "run", "remediation", "rollback", "close", "audit")
+KINDS = ("alert", "window", "onset", "run", "dry run", "remediation", "rollback", "close", "audit")
 COLUMNS = ["at", "kind", "event", "actor", "source"]
 # Parameters and manifest keys that carry an alert's start (the service's startsAt, or the
 # incident_start a person passed).
@@ -134,14 +134,26 @@ def _onsets(
 
 
 def audit_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
-    """One event per audit line with a readable time: runs, remediation calls, rollbacks, close."""
+    """One event per audit line with a readable time: runs, remediation calls, rollbacks, close.
+
+    A dry run's calls changed nothing, so each dry run is one event, not one per call.
+    """
     events = []
+    dry_runs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
         at = when(record.get("time"))
         if at is None:
             continue
+        if record.get("action") == "remediate" and record.get("dry_run") is True:
+            key = (str(record.get("run_id")), str(record.get("procedure") or "remediation"))
+            dry_runs.setdefault(key, []).append(record)
+            continue
         kind, text = _describe(record)
         events.append(Event(at, kind, text, str(record.get("actor") or ""), "audit.jsonl"))
+    for (_, procedure), calls in dry_runs.items():
+        at = min(a for a in (when(c.get("time")) for c in calls) if a is not None)
+        text = f"{procedure} dry run: {len(calls)} call(s) shown, none made"
+        events.append(Event(at, "dry run", text, str(calls[0].get("actor") or ""), "audit.jsonl"))
     return events
 
 
@@ -150,13 +162,7 @@ def _describe(record: Mapping[str, Any]) -> tuple[str, str]:
     result = str(record.get("result") or "")
     outcome = f" → {result}" if result else ""
     if action == "remediate":
-        kind = "rollback" if record.get("rollback") else "remediation"
-        procedure = record.get("procedure") or "remediation"
-        step = f" step {record['step']}" if record.get("step") not in (None, "") else ""
-        call = f": {record['call']}" if record.get("call") else ""
-        dry = " (dry run)" if record.get("dry_run") else ""
-        verb = "rollback" if kind == "rollback" else "call"
-        return kind, f"{procedure}{step} {verb}{call}{dry}{outcome}"
+        return _remediation(record, result, outcome)
     if action == "close":
         # tenancy-diag close records "closed: <reason>" as the result.
         said = result if result.startswith("closed") else f"closed{outcome}"
@@ -168,6 +174,21 @@ def _describe(record: Mapping[str, Any]) -> tuple[str, str]:
         exit_text = f" (exit {code})" if code is not None else ""
         return "run", f"audit: {action} {run}{outcome}{exit_text}: {command}"
     return "audit", f"{action}{outcome}"
+
+
+def _remediation(record: Mapping[str, Any], result: str, outcome: str) -> tuple[str, str]:
+    """A remediation's audit line: a call it made (``reverts`` when it undid an earlier one),
+    a refusal, or the note it recorded; ``rollback`` is the call that would undo it."""
+    procedure = record.get("procedure") or "remediation"
+    step = str(record.get("step") or "")
+    if step == "authorize":
+        return "remediation", f"{procedure}: {result}"
+    if step == "notes":
+        return "remediation", f"{procedure} note: {result}"
+    kind = "rollback" if record.get("reverts") else "remediation"
+    undo = record.get("rollback")
+    undo_text = f"; undo: {' '.join(map(str, undo))}" if isinstance(undo, list) and undo else ""
+    return kind, f"{procedure}: {record.get('call') or step}{outcome}{undo_text}"
 
 
 def timeline(events: Sequence[Event]) -> pd.DataFrame:

@@ -89,7 +89,7 @@ def test_postmortem_of_the_sample_incident(
         "Policy evaluation timeout began",
         f"run {diagnosis.name} started",
         f"run {diagnosis.name} finished: complete",
-        "policy_cache_refresh step 1 call",
+        "policy_cache_refresh: POST /admin/policy/cache/refresh → ok",
         "incident closed",
     ]
     positions = [timeline.find(text) for text in order]
