@@ -10,11 +10,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
+
+#: The audit log, ``OUT/audit.jsonl``: the one journal every run, remediation and closure
+#: writes to, whichever layer writes or reads it.
+AUDIT_SCHEMA = "tenancy-diag/audit/v1"
+AUDIT_FILE = "audit.jsonl"
 
 
 def append_jsonl(
@@ -37,16 +42,26 @@ def append_jsonl(
     return path
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every JSON object line of ``path``; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
+def read_jsonl(path: Path, schema: str | None = None) -> list[dict[str, Any]]:
+    """Every JSON object line of ``path`` (of ``schema`` when given); none when it is missing."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return []
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror}); check the path") from e
+    return parse_jsonl(text.splitlines(), schema)
+
+
+def parse_jsonl(lines: Iterable[str], schema: str | None = None) -> list[dict[str, Any]]:
+    """The JSON objects among ``lines`` (of ``schema`` when given); a line that is not one,
+    such as a torn last line after a crash mid-write, is skipped."""
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and (schema is None or value.get("schema") == schema):
             records.append(value)
     return records

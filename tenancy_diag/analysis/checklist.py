@@ -6,7 +6,6 @@ only judges what they answered, so every rule of the checklist has a unit test.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,13 +15,13 @@ import pandas as pd
 
 from tenancy_diag.analysis.findings import SloRow, Status
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.journaling import AUDIT_SCHEMA, parse_jsonl
 
 Verdict = Literal["pass", "FAIL", "no data"]
 PASS: Verdict = "pass"  # noqa: S105 (a verdict, not a password)
 FAIL: Verdict = "FAIL"
 NO_DATA: Verdict = "no data"
-# running.audit writes these; analysis sits below running in the layers, so they are restated.
-AUDIT_SCHEMA = "tenancy-diag/audit/v1"
+#: The audit action ``tenancy-diag close`` (and the service on resolution) records.
 CLOSE_ACTION = "close"
 
 #: The runbook's checklist, its first bullet split in two so each item has one verdict.
@@ -267,15 +266,7 @@ def dlq_growth_rows(
 
 def parse_audit(lines: Iterable[str]) -> list[dict[str, Any]]:
     """The audit log's records; lines of another schema or not JSON are skipped."""
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("schema") == AUDIT_SCHEMA:
-            records.append(record)
-    return records
+    return parse_jsonl(lines, AUDIT_SCHEMA)
 
 
 def closures(records: Iterable[Mapping[str, Any]], incident: str) -> list[Mapping[str, Any]]:

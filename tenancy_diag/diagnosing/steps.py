@@ -6,7 +6,7 @@ which source was missing, so "unknown" is never mistaken for "ok".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -124,27 +124,34 @@ class Diagnosis:
 
     def slo(self, specs: Sequence[SloSpec]) -> pd.DataFrame:
         """One row per (SLO, region) judged over the SLO window at ``end``."""
+        self.slo_rows = self.slo_rows_for(specs, self.ctx.slo_window, self.ctx.thresholds)
+        return slo_frame(self.slo_rows)
+
+    def slo_rows_for(
+        self,
+        specs: Sequence[SloSpec],
+        window: str,
+        thresholds: Mapping[str, float],
+        prefix: str = "",
+    ) -> list[SloRow]:
+        """The rows of :meth:`slo` over ``window`` against ``thresholds``; ``prefix`` tells
+        apart SLOs of several subsystems judged together."""
         rows: list[SloRow] = []
         for spec in specs:
-            params: dict[str, Any] = {"window": self.ctx.slo_window, **dict(spec.params)}
+            params: dict[str, Any] = {"window": window, **dict(spec.params)}
             df = self.instant(spec.query, **params)
             values = {
                 str(r): float(v)
                 for r, v in zip(df.get("region", []), df.get(VALUE, []), strict=False)
             }
-            for region in self.regions():
-                rows.append(
-                    SloRow(
-                        spec.name,
-                        region,
-                        values.get(region),
-                        float(self.ctx.thresholds[spec.threshold]),
-                        spec.op,
-                        spec.unit,
-                    )
+            limit = float(thresholds[spec.threshold])
+            rows += [
+                SloRow(
+                    f"{prefix}{spec.name}", region, values.get(region), limit, spec.op, spec.unit
                 )
-        self.slo_rows = rows
-        return slo_frame(rows)
+                for region in self.regions()
+            ]
+        return rows
 
     # -- pod logs ------------------------------------------------------------------------
     def logs(self, app_key: str, since: datetime | None = None) -> LogEvidence:

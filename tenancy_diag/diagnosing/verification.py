@@ -33,6 +33,7 @@ from tenancy_diag.diagnosing.policy import SLOS as POLICY_SLOS
 from tenancy_diag.diagnosing.steps import Diagnosis, SloSpec, slo_frame
 from tenancy_diag.diagnosing.webhook import SLOS as WEBHOOK_SLOS
 from tenancy_diag.errors import ConfigError, SourceRejected, SourceUnavailable, shorten
+from tenancy_diag.journaling import AUDIT_SCHEMA, read_jsonl
 from tenancy_diag.signals import DEFAULT_PATH as SIGNALS_PATH
 from tenancy_diag.sources.base import InstantQuery
 from tenancy_diag.sources.recording import record, replay
@@ -321,13 +322,11 @@ class RecoveryVerification(Diagnosis):
         if not self.audit_path:
             self.notes.append("Audit log: no audit_path given, so the closure cannot be seen.")
             return None
-        path = Path(self.audit_path)
-        if not path.exists():
-            return []  # nothing was ever logged there, a closure included
         try:
-            return checklist.parse_audit(path.read_text(encoding="utf-8").splitlines())
-        except OSError as e:
-            self.notes.append(f"Audit log {path} unreadable ({e.strerror}).")
+            # A log that does not exist yet holds no closure either: an empty list, not None.
+            return read_jsonl(Path(self.audit_path), AUDIT_SCHEMA)
+        except ConfigError as e:
+            self.notes.append(f"Audit log unreadable: {e}")
             return None
 
     # -- the whole ---------------------------------------------------------------------------
@@ -399,26 +398,7 @@ class RecoveryVerification(Diagnosis):
     def _judge(self, subsystem: str, specs: Sequence[SloSpec], window: str) -> list[SloRow]:
         """``Diagnosis.slo`` with this subsystem's thresholds: thresholds of different
         subsystems share names (latency_p99_ms_max), so one flat mapping cannot hold them."""
-        rows: list[SloRow] = []
-        for spec in specs:
-            df = self.instant(spec.query, **{"window": window, **dict(spec.params)})
-            values = {
-                str(r): float(v)
-                for r, v in zip(df.get("region", []), df.get(VALUE, []), strict=False)
-            }
-            limit = self.limits[subsystem][spec.threshold]
-            rows += [
-                SloRow(
-                    f"{subsystem}.{spec.name}",
-                    region,
-                    values.get(region),
-                    limit,
-                    spec.op,
-                    spec.unit,
-                )
-                for region in self.regions()
-            ]
-        return rows
+        return self.slo_rows_for(specs, window, self.limits[subsystem], prefix=f"{subsystem}.")
 
     def _rows_item(self, number: int, rows: list[SloRow]) -> tuple[str, pd.DataFrame]:
         self.rows[number] = rows

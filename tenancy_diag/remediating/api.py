@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from tenancy_diag.errors import ParameterError
@@ -48,8 +47,4 @@ def post_checks(session: Session, planned: Plan, run: Execution) -> list[Check]:
     return checks
 
 
-def scope_of(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
-    return {name: params[name] for name in names}
-
-
-__all__ = ["act", "finish", "open_session", "plan", "post_checks", "scope_of"]
+__all__ = ["act", "finish", "open_session", "plan", "post_checks"]

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag.journaling import append_jsonl
+from tenancy_diag.journaling import AUDIT_SCHEMA, append_jsonl
 from tenancy_diag.redacting import default_redactor
 from tenancy_diag.remediating.plans import Call
 from tenancy_diag.times import iso
 
-AUDIT_SCHEMA = "tenancy-diag/audit/v1"
 #: The bundle's own copy, beside the executed notebook.
 BUNDLE_LOG = "actions.jsonl"
 
@@ -40,7 +39,6 @@ class AuditTrail:
         rollback: Call | None = None,
         dry_run: bool,
         ok: bool = True,
-        answer: Any = None,
         reverts: bool = False,
     ) -> dict[str, Any]:
         redact = default_redactor().redact
@@ -62,8 +60,6 @@ class AuditTrail:
             # True when the call undoes an earlier remediation (e.g. the rate-limit rollback).
             "reverts": reverts,
         }
-        if answer is not None:
-            entry["answer"] = answer
         for path in self._paths():
             append_jsonl(path, entry, "audit log")
         return entry

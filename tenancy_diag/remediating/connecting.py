@@ -5,7 +5,7 @@ which guard, audited where. Credentials never come from parameters: the admin AP
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,15 +64,22 @@ class Session:
     signals: Signals
     runbook: Runbook
     params: Mapping[str, Any]
+    # Clients made on first use and kept: a plan makes dozens of calls, each would otherwise
+    # read the token and open a connection of its own.
+    _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def admin(self) -> AdminApiClient:
-        url = str(self.params.get("tenancy_api_url") or "")
-        if not url:
-            raise ConfigError(
-                f"{self.procedure} needs the admin API; pass --tenancy-api-url (or -p "
-                "tenancy_api_url=URL)"
-            )
-        return AdminApiClient(AdminApiSettings(url=url, token=read_token()), default_redactor())
+        if "admin" not in self._clients:
+            url = str(self.params.get("tenancy_api_url") or "")
+            if not url:
+                raise ConfigError(
+                    f"{self.procedure} needs the admin API; pass --tenancy-api-url (or -p "
+                    "tenancy_api_url=URL)"
+                )
+            settings = AdminApiSettings(url=url, token=read_token())
+            self._clients["admin"] = AdminApiClient(settings, default_redactor())
+        client: AdminApiClient = self._clients["admin"]
+        return client
 
     def admin_call(self, key: str, body: Mapping[str, Any] | None = None, **ids: str) -> Call:
         """The call named ``key`` in signals.yaml's admin_api (contract or extensions)."""
@@ -108,7 +115,10 @@ class Session:
 
     def prometheus(self) -> PrometheusSource | None:
         url = str(self.params.get("prometheus_url") or "")
-        return PrometheusSource(PrometheusSettings(url=url)) if url else None
+        if url and "prometheus" not in self._clients:
+            self._clients["prometheus"] = PrometheusSource(PrometheusSettings(url=url))
+        source: PrometheusSource | None = self._clients.get("prometheus")
+        return source
 
     def instant(self, promql: str) -> list[dict[str, Any]] | None:
         """An instant query at ``end``; None when there is no Prometheus."""
@@ -121,12 +131,15 @@ class Session:
             raise ConfigError(
                 f'{self.procedure} needs SQS; pass --aws-endpoint-url ("aws" for AWS itself)'
             )
-        return boto3.client(
-            "sqs",
-            region_name=region,
-            endpoint_url=None if endpoint == AWS_ITSELF else endpoint,
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=10),
-        )
+        key = f"sqs:{region}"
+        if key not in self._clients:
+            self._clients[key] = boto3.client(
+                "sqs",
+                region_name=region,
+                endpoint_url=None if endpoint == AWS_ITSELF else endpoint,
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=10),
+            )
+        return self._clients[key]
 
 
 def open_session(procedure: str, params: Mapping[str, Any]) -> Session:

@@ -9,12 +9,11 @@ from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client as kube_client
-from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
-from tenancy_diag.errors import ConfigError, SourceRejected, SourceUnavailable, shorten
+from tenancy_diag.errors import SourceRejected, SourceUnavailable, shorten
 from tenancy_diag.settings import KubeSettings
+from tenancy_diag.sources.kube_logs import new_api_client
 
 T = TypeVar("T")
 SOURCE = "kubernetes"
@@ -97,23 +96,8 @@ class KubeActions:
     def _api(self, region: str) -> kube_client.ApiClient:
         context = self.settings.contexts_by_region.get(region)
         if context not in self._apis:
-            configuration = kube_client.Configuration()
-            # Never retry a DELETE blindly: a retried delete may hit the replacement pod's
-            # name only by accident, but it would double-count in the audit.
-            configuration.retries = urllib3.Retry(total=0)
-            path = self.settings.kubeconfig
-            try:
-                self._apis[context] = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=str(path) if path else None,
-                    context=context,
-                    persist_config=False,
-                    client_configuration=configuration,
-                )
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
-                raise ConfigError(
-                    f"cannot use kube context {context or '(current)'} from "
-                    f"{path or 'the default kubeconfig'} ({shorten(e, 160)}); fix --kubeconfig"
-                ) from e
+            # Never retry a DELETE blindly: the audit must count each call once.
+            self._apis[context] = new_api_client(self.settings, context, urllib3.Retry(total=0))[0]
         return self._apis[context]
 
     def _call(self, subject: str, call: Callable[[], T]) -> T:

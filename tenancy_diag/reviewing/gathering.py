@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenancy_diag.analysis.findings import FINDINGS_SCHEMA
+from tenancy_diag.journaling import AUDIT_SCHEMA
+
 MANIFEST_SCHEMA = "tenancy-diag/manifest/v1"
 SUMMARY_SCHEMA = "tenancy-diag/summary/v1"
-FINDINGS_SCHEMA = "tenancy-diag/findings/v1"
-AUDIT_SCHEMA = "tenancy-diag/audit/v1"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
-AUDIT_FILE = "audit.jsonl"
 #: The notebook whose bundles are this report's own kind, never its evidence.
 POSTMORTEM_NOTEBOOK = "postmortem"
 

@@ -12,8 +12,9 @@ from typing import Any
 from tenancy_diag import runbook
 from tenancy_diag.analysis.findings import Findings, Status
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.journaling import AUDIT_FILE
 from tenancy_diag.reviewing import writing
-from tenancy_diag.reviewing.gathering import AUDIT_FILE, gather_bundles, read_audit
+from tenancy_diag.reviewing.gathering import gather_bundles, read_audit
 from tenancy_diag.reviewing.postmortems import Postmortem, Request, assemble
 
 #: Where bundles are looked for when the runner did not say (``tenancy-diag run``'s --out).

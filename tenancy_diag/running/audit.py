@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tenancy_diag.journaling import append_jsonl
+from tenancy_diag.journaling import AUDIT_FILE, AUDIT_SCHEMA, append_jsonl
 from tenancy_diag.redacting import MASK, default_redactor
 from tenancy_diag.running.coercing import looks_secret
 from tenancy_diag.times import iso
 
-AUDIT_SCHEMA = "tenancy-diag/audit/v1"
-AUDIT_FILE = "audit.jsonl"
+# AUDIT_FILE and AUDIT_SCHEMA are the journaling module's; named here too for the runner's callers.
+__all__ = ["AUDIT_FILE", "AUDIT_SCHEMA", "AuditRecord", "append_audit", "redact_command"]
 
 
 @dataclass(frozen=True)

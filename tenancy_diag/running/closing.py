@@ -8,24 +8,18 @@ alerts resolve. ``verification_after_recovery`` looks for it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tenancy_diag import settings
+from tenancy_diag.analysis.checklist import CLOSE_ACTION, closures
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.running.audit import (
-    AUDIT_FILE,
-    AUDIT_SCHEMA,
-    AuditRecord,
-    append_audit,
-    redact_command,
-)
+from tenancy_diag.journaling import AUDIT_FILE, AUDIT_SCHEMA, read_jsonl
+from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.naming import check_name
 
-CLOSE_ACTION = "close"
 _MAX_REASON_CHARS = 500
 
 
@@ -61,27 +55,7 @@ def close_incident(
 
 def closure_records(out: Path, incident: str) -> list[dict[str, Any]]:
     """The ``close`` records for ``incident`` in ``out/audit.jsonl``, oldest first."""
-    path = out / AUDIT_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise ConfigError(f"cannot read audit log {path} ({e.strerror}); check --out") from e
-    found = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash; the others still count
-        if (
-            isinstance(record, dict)
-            and record.get("schema") == AUDIT_SCHEMA
-            and record.get("action") == CLOSE_ACTION
-            and record.get("incident") == incident
-        ):
-            found.append(record)
-    return found
+    return [dict(r) for r in closures(read_jsonl(out / AUDIT_FILE, AUDIT_SCHEMA), incident)]
 
 
 def add_close_command(subparsers: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tenancy_diag import runbook, settings
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.running.audit import AUDIT_FILE
+from tenancy_diag.journaling import AUDIT_FILE
 from tenancy_diag.running.bundles import (
     INDEX,
     SUMMARY,

@@ -126,34 +126,11 @@ class KubeLogSource:
             return self._clusters[context]
 
     def _connect(self, context: str | None) -> _Cluster:
-        path = self.settings.kubeconfig
-        configuration = kube_client.Configuration()
         # One quick retry for a refused connection; none for a read timeout, so a dead
         # server costs timeout_s once, not once per retry.
-        configuration.retries = urllib3.Retry(
-            total=1, connect=1, read=0, status=0, backoff_factor=0.2
-        )
-        configuration.connection_pool_maxsize = max(1, self.settings.max_concurrency)
-        try:
-            api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(path) if path else None,
-                context=context,
-                persist_config=False,
-                client_configuration=configuration,
-            )
-            name = (
-                context
-                or kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                    str(path) if path else None
-                )[1]["name"]
-            )
-        except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
-            where = path or "the default kubeconfig (~/.kube/config or $KUBECONFIG)"
-            raise ConfigError(
-                f"cannot use kube context {context or '(current)'} from {where} "
-                f"({shorten(e, 160)}); fix --kubeconfig or the region's context"
-            ) from e
-        return _Cluster(api, str(name), str(api.configuration.host))
+        retries = urllib3.Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.2)
+        api, name = new_api_client(self.settings, context, retries)
+        return _Cluster(api, name, str(api.configuration.host))
 
     def _call(self, cluster: _Cluster, subject: str, call: Callable[[], T]) -> T:
         try:
@@ -208,6 +185,36 @@ class KubeLogSource:
             f"Kubernetes API at {cluster.url} rejected the request for {subject} "
             f"({status} {message}); check the namespace, selector and container",
         )
+
+
+def new_api_client(
+    settings: KubeSettings, context: str | None, retries: urllib3.Retry
+) -> tuple[kube_client.ApiClient, str]:
+    """A client for kube ``context`` (None: the current one) and the context's name."""
+    path = settings.kubeconfig
+    configuration = kube_client.Configuration()
+    configuration.retries = retries
+    configuration.connection_pool_maxsize = max(1, settings.max_concurrency)
+    try:
+        api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(path) if path else None,
+            context=context,
+            persist_config=False,
+            client_configuration=configuration,
+        )
+        name = (
+            context
+            or kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                str(path) if path else None
+            )[1]["name"]
+        )
+    except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+        where = path or "the default kubeconfig (~/.kube/config or $KUBECONFIG)"
+        raise ConfigError(
+            f"cannot use kube context {context or '(current)'} from {where} "
+            f"({shorten(e, 160)}); fix --kubeconfig or the region's context"
+        ) from e
+    return api, str(name)
 
 
 def _status_message(error: ApiException) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from tenancy_diag.analysis.findings import SloRow
 from tenancy_diag.errors import SourceError
 from tenancy_diag.remediating.connecting import Session
 from tenancy_diag.remediating.plans import Check
@@ -22,11 +25,18 @@ def region_value(session: Session, key: str, region: str, **params: str) -> floa
 
 
 def threshold_check(
-    name: str, value: float | None, threshold: float, op: str, unit: str, *, required: bool = True
+    name: str,
+    value: float | None,
+    threshold: float,
+    op: Literal["<", ">="],
+    unit: str,
+    *,
+    required: bool = True,
 ) -> Check:
-    if value is None:
+    """``value <op> threshold`` judged as an SLO row is (NaN is no data), as a precondition."""
+    passed = SloRow(name, "", value, threshold, op, unit).passed
+    if passed is None or value is None:
         return Check(name, None, "no data (is --prometheus-url given?)", required)
-    passed = value < threshold if op == "<" else value >= threshold
     return Check(name, passed, f"{value:.4g}{unit} ({op} {threshold:g}{unit} wanted)", required)
 
 

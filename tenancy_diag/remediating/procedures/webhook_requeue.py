@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag.journaling import read_jsonl
+from tenancy_diag.journaling import AUDIT_SCHEMA, read_jsonl
 from tenancy_diag.remediating.connecting import Session
 from tenancy_diag.remediating.moving import MessageRef, MoveRequest, move_messages, plan_move
 from tenancy_diag.remediating.plans import Call, Check, Plan, Step
@@ -153,7 +153,7 @@ def _requeues_done(session: Session) -> int:
         return 0
     return sum(
         1
-        for entry in read_jsonl(path)
+        for entry in read_jsonl(path, AUDIT_SCHEMA)
         if entry.get("incident") == session.incident
         and entry.get("procedure") == PROCEDURE
         and entry.get("dry_run") is False
