@@ -27,11 +27,17 @@ def failing_regions(slo: Sequence[SloRow], name: str) -> list[str]:
 
 
 def onset(series: pd.DataFrame, threshold: float, *, above: bool = True) -> datetime | None:
-    """Start of the last sustained run past ``threshold`` (what an alert's startsAt would be)."""
+    """Start of the last sustained run past ``threshold`` (what an alert's startsAt would be).
+
+    Past a maximum is at or over it, past a minimum is under it, as the SLO rows judge; a NaN
+    sample is a gap, not a return under the threshold.
+    """
     if series.empty:
         return None
-    values = series.groupby(TIME)[VALUE].max().sort_index()
-    past = values > threshold if above else values < threshold
+    values = series.groupby(TIME)[VALUE].max().dropna().sort_index()
+    if values.empty:
+        return None
+    past = values >= threshold if above else values < threshold
     if not past.iloc[-1]:
         return None
     calm = past[~past]
@@ -47,7 +53,8 @@ def shares(df: pd.DataFrame, label: str) -> pd.Series:
     """Share of the total ``value`` per ``label``, largest first (empty when nothing failed)."""
     if df.empty or label not in df.columns:
         return pd.Series(dtype="float64")
-    totals = df.groupby(label)[VALUE].sum()
+    # A counter reset can leave a negative increase; it is no failure, and would push shares past 1.
+    totals = df[VALUE].clip(lower=0).groupby(df[label]).sum()
     total = totals.sum()
     if total <= 0:
         return pd.Series(dtype="float64")
@@ -91,9 +98,13 @@ def reconcile_backlog(
     starts: list[datetime | None] = []
     regions: list[str] = []
     for region in sorted(set(queue["region"])) if not queue.empty else []:
-        series = _region(queue, region).sort_values(TIME)
+        # NaN samples are gaps: a region with no known depth is unknown, not backlogged.
+        series = _region(queue, region).dropna(subset=[VALUE]).sort_values(TIME)
+        if series.empty:
+            continue
         now = float(series[VALUE].iloc[-1])
-        if now <= queue_depth_max:
+        # The SLO is queue_depth < max, so a depth at the maximum already breaches it.
+        if now < queue_depth_max:
             continue
         regions.append(region)
         starts.append(onset(series, queue_depth_max))
@@ -103,7 +114,7 @@ def reconcile_backlog(
         if rising:
             scores["rising"] = 0.15
         evidence.append(
-            f"{region}: queue_depth {now:.0f} > {queue_depth_max:g}"
+            f"{region}: queue_depth {now:.0f} >= {queue_depth_max:g}"
             + (" and rising over the last 15 min" if rising else "")
         )
         top = shares(_region(reasons, region), "reason")
@@ -130,16 +141,21 @@ def webhook_storm(
     failure_ratio_max: float,
 ) -> tuple[PatternMatch | None, list[str]]:
     """Failures concentrated on one or a few endpoints; DLQ growing with those endpoints."""
-    regions = failing_regions(slo, "failure_ratio")
+    failing = failing_regions(slo, "failure_ratio")
+    regions: list[str] = []  # where the failures concentrate: the storm's regions
     offenders: list[str] = []
     scores: dict[str, float] = {}
     evidence: list[str] = []
-    for region in regions:
+    for region in failing:
         share = shares(_region(endpoints, region), "endpoint")
         few = concentrated(share)
+        if share.empty:
+            evidence.append(f"{region}: no per-endpoint failure data")
+            continue
         if not few:
             evidence.append(f"{region}: failures spread over {len(share)} endpoints (not a storm)")
             continue
+        regions.append(region)
         offenders.extend(few)
         scores["concentrated"] = 0.5
         evidence.append(
@@ -229,7 +245,10 @@ def rate_limit_saturation(
         return None, []
     scores = {"ratio": 0.45, "concentrated": 0.35 if offenders else 0.0}
     evidence.insert(0, f"429 ratio over {ratio_max:.1%} in {', '.join(regions)}")
-    if not failing_regions(slo, "error_ratio_5xx"):
+    # "Within SLO" needs a measured 5xx ratio where the gateway sheds; no data is no claim.
+    measured = [r.passed for r in slo if r.name == "error_ratio_5xx" and r.region in regions]
+    backend_ok = bool(measured) and all(p is True for p in measured)
+    if backend_ok and not failing_regions(slo, "error_ratio_5xx"):
         scores["backend_ok"] = 0.2
         evidence.append("5xx ratio within SLO: the backend is healthy, the gateway is shedding")
     start = [onset(_region(ratio_429, r), ratio_max) for r in regions]
@@ -253,14 +272,20 @@ def migration_hang(
     if not stuck_jobs.empty:
         scores["jobs"] = 0.5
         steps = stuck_jobs["step"].value_counts()
+        oldest = stuck_jobs["stuck_minutes"].max()
         evidence.append(
-            f"{len(stuck_jobs)} migrate jobs stuck; step {steps.index[0]} holds "
-            f"{steps.iloc[0]}; oldest update {stuck_jobs['stuck_minutes'].max():.0f} min ago"
+            f"{len(stuck_jobs)} migrate jobs stuck; "
+            + (
+                f"step {steps.index[0]} holds {steps.iloc[0]}"
+                if not steps.empty
+                else "step unknown"
+            )
+            + (f"; oldest update {oldest:.0f} min ago" if pd.notna(oldest) else "")
         )
         regions.extend(stuck_jobs.get("region", pd.Series(dtype=str)).dropna().tolist())
     if not stuck_steps.empty:
         scores["gauge"] = 0.2
-        regions.extend(stuck_steps["region"].tolist())
+        regions.extend(stuck_steps.get("region", pd.Series(dtype=str)).dropna().tolist())
         evidence.append(
             "lifecycle_jobs_in_progress flat for migrate step "
             f"{stuck_steps['step'].iloc[0]} past the threshold"
@@ -271,7 +296,11 @@ def migration_hang(
         evidence.append(f"replication lag over {lag_max:g} s in {', '.join(lagging)}")
         regions.extend(lagging)
     start = [onset(_region(lag, r), lag_max) for r in lagging]
-    started = pd.to_datetime(stuck_jobs["updated_at"], utc=True) if not stuck_jobs.empty else None
+    started = (
+        pd.to_datetime(stuck_jobs["updated_at"], utc=True, errors="coerce").dropna()
+        if not stuck_jobs.empty
+        else None
+    )
     if started is not None and not started.empty:
         start.append(started.min().to_pydatetime())
     return _match("migration_hang", scores, evidence, start, regions)
