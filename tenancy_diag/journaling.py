@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.evidence import AUDIT_FILE, AUDIT_SCHEMA
 
-#: The audit log, ``OUT/audit.jsonl``: the one journal every run, remediation and closure
-#: writes to, whichever layer writes or reads it.
-AUDIT_SCHEMA = "tenancy-diag/audit/v1"
-AUDIT_FILE = "audit.jsonl"
+# The audit log's name and schema are the evidence module's; named here too for the callers
+# that read and append its lines.
+__all__ = ["AUDIT_FILE", "AUDIT_SCHEMA", "append_jsonl", "parse_jsonl", "read_jsonl"]
 
 
 def append_jsonl(

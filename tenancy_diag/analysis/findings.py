@@ -1,6 +1,6 @@
 """What a diagnostic concludes, as data: SLO rows, pattern matches, and the findings document.
 
-``findings.json`` (schema ``tenancy-diag/findings/v1``) is the contract between a notebook and
+``findings.json`` (schema ``evidence.FINDINGS_SCHEMA``) is the contract between a notebook and
 everything downstream: the incident summary, the service's attachments, the postmortem.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-FINDINGS_SCHEMA = "tenancy-diag/findings/v1"
+from tenancy_diag.evidence import FINDINGS_SCHEMA
+
 Status = Literal["ok", "degraded", "failing", "unknown", "error"]
 STATUSES: tuple[Status, ...] = ("ok", "degraded", "failing", "unknown", "error")
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")

@@ -1,6 +1,6 @@
 """Every remediation call, dry or real, in the shared audit log and in the run's bundle.
 
-Lines share the audit log's schema (``tenancy-diag/audit/v1``) with the runner's own, with
+Lines share the audit log's schema (``evidence.AUDIT_SCHEMA``) with the runner's own, with
 ``action`` ``remediate`` and the call, its rollback and whether it was a dry run, so a
 postmortem's timeline and a reviewer read one log.
 """
@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag.journaling import AUDIT_SCHEMA, append_jsonl
+from tenancy_diag.evidence import AUDIT_SCHEMA
+from tenancy_diag.journaling import append_jsonl
 from tenancy_diag.redacting import default_redactor
 from tenancy_diag.remediating.plans import Call
 from tenancy_diag.times import iso

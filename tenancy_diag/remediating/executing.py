@@ -12,11 +12,10 @@ from typing import Any
 import pandas as pd
 
 from tenancy_diag.errors import RemediationRefused, TenancyDiagError, shorten
+from tenancy_diag.evidence import REMEDIATION_SCHEMA as EXECUTION_SCHEMA
 from tenancy_diag.remediating.auditing import AuditTrail
 from tenancy_diag.remediating.guarding import Guard
 from tenancy_diag.remediating.plans import Plan
-
-EXECUTION_SCHEMA = "tenancy-diag/remediation/v1"
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.remediating.moves import JOURNAL_SCHEMA, MessageRef, MoveRequest
+from tenancy_diag.evidence import MOVE_JOURNAL_SCHEMA as JOURNAL_SCHEMA
+from tenancy_diag.remediating.moves import MessageRef, MoveRequest
 
 
 @dataclass(frozen=True)

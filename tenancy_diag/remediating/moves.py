@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tenancy_diag.errors import SourceConfigError
+from tenancy_diag.evidence import MOVE_PLAN_SCHEMA as PLAN_SCHEMA
+from tenancy_diag.evidence import MOVE_REPORT_SCHEMA as REPORT_SCHEMA
 
-JOURNAL_SCHEMA = "tenancy-diag/move-journal/v1"
-REPORT_SCHEMA = "tenancy-diag/move-report/v1"
-PLAN_SCHEMA = "tenancy-diag/move-plan/v1"
 MOVE_ID_ATTRIBUTE = "tenancy-diag-move-id"
 
 # Why a scanned message was not moved (the keys of ``skipped``).

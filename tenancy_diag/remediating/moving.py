@@ -2,7 +2,7 @@
 
 SQS's own ``StartMessageMoveTask`` moves a whole queue and moto's server lacks it, so a move is
 ReceiveMessage / SendMessage / DeleteMessage, made crash-safe by a journal (JSONL, one fsync'd
-line per step, schema ``tenancy-diag/move-journal/v1``). For each selected message:
+line per step, schema ``evidence.MOVE_JOURNAL_SCHEMA``). For each selected message:
 
     intent (move id = source MessageId, body sha256)
       -> SendMessage to the target, with attribute ``tenancy-diag-move-id`` = move id
@@ -42,15 +42,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tenancy_diag.evidence import MOVE_JOURNAL_SCHEMA as JOURNAL_SCHEMA
+from tenancy_diag.evidence import MOVE_PLAN_SCHEMA as PLAN_SCHEMA
+from tenancy_diag.evidence import MOVE_REPORT_SCHEMA as REPORT_SCHEMA
 from tenancy_diag.redacting import Redactor, default_redactor
 from tenancy_diag.remediating.move_journals import Journal
 from tenancy_diag.remediating.move_queues import Held, check_target, open_pair
 from tenancy_diag.remediating.move_runs import Fault, Run, classify
 from tenancy_diag.remediating.moves import (
-    JOURNAL_SCHEMA,
     MOVE_ID_ATTRIBUTE,
-    PLAN_SCHEMA,
-    REPORT_SCHEMA,
     SKIP_ATTRIBUTES,
     SKIP_ERROR_CODE,
     SKIP_LIMIT,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-PLAN_SCHEMA = "tenancy-diag/remediation-plan/v1"
+from tenancy_diag.evidence import REMEDIATION_PLAN_SCHEMA as PLAN_SCHEMA
 
 
 @dataclass(frozen=True)

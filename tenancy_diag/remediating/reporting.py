@@ -1,6 +1,6 @@
 """A remediation's findings: what it planned or did, what the checks after it say, what next.
 
-Written as ``tenancy-diag/findings/v1`` like every notebook's, so the run summary, the service
+Written as ``evidence.FINDINGS_SCHEMA`` like every notebook's, so the run summary, the service
 and the postmortem read remediations as they read diagnoses; the plan, each call's outcome and
 the rollbacks go in ``details``.
 """

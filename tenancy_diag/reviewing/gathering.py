@@ -1,9 +1,9 @@
 """Reading an incident's evidence from disk: its bundles, checked against their manifests, and
 its lines of the audit log.
 
-The bundle layout and the audit schema belong to the runner; this module reads the files it
-wrote instead of importing it (the layers point one way), and re-does only the sha256 check,
-since a postmortem must not quote evidence that changed after its run.
+The files' names and schemas are :mod:`tenancy_diag.evidence`'s, shared with the runner that
+writes them; this module does not import the runner (the layers point one way) and re-does only
+the sha256 check, since a postmortem must not quote evidence that changed after its run.
 """
 
 from __future__ import annotations
@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag.analysis.findings import FINDINGS_SCHEMA
-from tenancy_diag.journaling import AUDIT_SCHEMA
+from tenancy_diag.evidence import (
+    AUDIT_SCHEMA,
+    FINDINGS_DIR,
+    FINDINGS_SCHEMA,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    SUMMARY_FILE,
+    SUMMARY_SCHEMA,
+    check_schema,
+)
 
-MANIFEST_SCHEMA = "tenancy-diag/manifest/v1"
-SUMMARY_SCHEMA = "tenancy-diag/summary/v1"
-MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
 #: The notebook whose bundles are this report's own kind, never its evidence.
 POSTMORTEM_NOTEBOOK = "postmortem"
 
@@ -76,7 +80,7 @@ def gather_bundles(
 
 def read_bundle(root: Path) -> GatheredBundle:
     """The bundle at ``root``, verified; its summary and findings only when it verifies."""
-    manifest, problem = _read_json(root / MANIFEST, MANIFEST_SCHEMA)
+    manifest, problem = _read_json(root / MANIFEST_FILE, MANIFEST_SCHEMA)
     if manifest is None:
         why = problem or "no manifest.json (the run was interrupted or is still running)"
         return GatheredBundle(root, root.name, (why,))
@@ -84,9 +88,9 @@ def read_bundle(root: Path) -> GatheredBundle:
     problems = verify(root, manifest)
     if problems:
         return GatheredBundle(root, run_id, tuple(problems), manifest)
-    summary, problem = _read_json(root / SUMMARY, SUMMARY_SCHEMA)
+    summary, problem = _read_json(root / SUMMARY_FILE, SUMMARY_SCHEMA)
     findings = {}
-    for path in sorted((root / "findings").glob("*.json")):
+    for path in sorted((root / FINDINGS_DIR).glob("*.json")):
         doc, _ = _read_json(path, FINDINGS_SCHEMA)
         if doc is not None:
             findings[path.stem] = doc
@@ -97,11 +101,11 @@ def verify(root: Path, manifest: Mapping[str, Any]) -> list[str]:
     """Every difference between the files under ``root`` and the manifest, one sentence each."""
     listed = manifest.get("files")
     if not isinstance(listed, dict):
-        return [f"{root / MANIFEST} lists no files; the bundle is damaged"]
+        return [f"{root / MANIFEST_FILE} lists no files; the bundle is damaged"]
     actual = {
         path.relative_to(root).as_posix(): path
         for path in root.rglob("*")
-        if path.is_file() and path.relative_to(root).as_posix() != MANIFEST
+        if path.is_file() and path.relative_to(root).as_posix() != MANIFEST_FILE
     }
     problems = []
     for name, expected in sorted(listed.items()):
@@ -137,10 +141,8 @@ def _read_json(path: Path, schema: str) -> tuple[dict[str, Any] | None, str | No
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         return None, f"{path.name} is unreadable ({e}); the bundle is damaged"
-    if not isinstance(data, dict) or data.get("schema") != schema:
-        found = data.get("schema") if isinstance(data, dict) else None
-        return None, f"{path.name} has schema {found!r}, expected {schema!r}"
-    return data, None
+    problem = check_schema(data, schema, path.name)
+    return (None, problem) if problem else (data, None)
 
 
 def read_audit(path: Path, incident: str) -> AuditLog:

@@ -12,7 +12,7 @@ from typing import Any
 from tenancy_diag import runbook
 from tenancy_diag.analysis.findings import Findings, Status
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.journaling import AUDIT_FILE
+from tenancy_diag.evidence import AUDIT_FILE
 from tenancy_diag.reviewing import writing
 from tenancy_diag.reviewing.gathering import gather_bundles, read_audit
 from tenancy_diag.reviewing.postmortems import Postmortem, Request, assemble

@@ -10,9 +10,9 @@ manifest sealing every file; ``rerun`` re-executes a bundle offline from its sna
     verify_bundle(result.bundle.root)   # [] when intact
 """
 
+from tenancy_diag.evidence import MANIFEST_SCHEMA, SUMMARY_SCHEMA
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.bundles import (
-    MANIFEST_SCHEMA,
     Bundle,
     create_bundle,
     read_manifest,
@@ -34,7 +34,7 @@ from tenancy_diag.running.execution import NotebookJob, NotebookOutcome, execute
 from tenancy_diag.running.parameters import declared_parameters, parse_assignments, read_files
 from tenancy_diag.running.rerun import RerunResult, compare_findings, rerun
 from tenancy_diag.running.runs import RunPlan, RunResult, execute_run, plan_run
-from tenancy_diag.running.summary import SUMMARY_SCHEMA, build_summary
+from tenancy_diag.running.summary import build_summary
 
 __all__ = [
     "MANIFEST_SCHEMA",

@@ -4,12 +4,12 @@
 
     notebooks/<name>.ipynb    executed notebooks (partial when one failed)
     html/<name>.html          the same, readable offline
-    findings/<name>.json      tenancy-diag/findings/v1
+    findings/<name>.json      FINDINGS_SCHEMA (the schemas and names are tenancy_diag.evidence's)
     snapshots/<name>/         every source call the notebook recorded
     logs/<name>.kernel.log    the kernel's own stderr, redacted
-    summary.json              tenancy-diag/summary/v1
+    summary.json              SUMMARY_SCHEMA
     index.html                the incident page
-    manifest.json             tenancy-diag/manifest/v1, with the sha256 of every other file
+    manifest.json             MANIFEST_SCHEMA, with the sha256 of every other file
 """
 
 from __future__ import annotations
@@ -20,15 +20,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.evidence import (
+    FINDINGS_DIR,
+    INDEX_PAGE,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    SUMMARY_FILE,
+    check_schema,
+)
 from tenancy_diag.running.naming import check_name, inside
 
-MANIFEST_SCHEMA = "tenancy-diag/manifest/v1"
-MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
-INDEX = "index.html"
+# The runner's callers know the bundle's files by these names.
+MANIFEST = MANIFEST_FILE
+SUMMARY = SUMMARY_FILE
+INDEX = INDEX_PAGE
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Bundle:
         return self._file("html", f"{check_name(name, 'notebook name')}.html")
 
     def findings(self, name: str) -> Path:
-        return self._file("findings", f"{check_name(name, 'notebook name')}.json")
+        return self._file(FINDINGS_DIR, f"{check_name(name, 'notebook name')}.json")
 
     def kernel_log(self, name: str) -> Path:
         return self._file("logs", f"{check_name(name, 'notebook name')}.kernel.log")
@@ -173,10 +181,10 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
         ) from e
     except ValueError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); the bundle is damaged") from e
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        found = manifest.get("schema") if isinstance(manifest, dict) else None
-        raise ConfigError(f"{path} has schema {found!r}, expected {MANIFEST_SCHEMA!r}")
-    return manifest
+    problem = check_schema(manifest, MANIFEST_SCHEMA, path)
+    if problem:
+        raise ConfigError(problem)
+    return cast(dict[str, Any], manifest)
 
 
 def verify_bundle(bundle_dir: Path) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any
 from tenancy_diag import settings
 from tenancy_diag.analysis.checklist import CLOSE_ACTION, closures
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.journaling import AUDIT_FILE, AUDIT_SCHEMA, read_jsonl
+from tenancy_diag.evidence import AUDIT_FILE, AUDIT_SCHEMA
+from tenancy_diag.journaling import read_jsonl
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.naming import check_name
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag.analysis.findings import FINDINGS_SCHEMA, STATUSES, Findings
+from tenancy_diag.analysis.findings import STATUSES, Findings
+from tenancy_diag.evidence import FINDINGS_SCHEMA, check_schema
 
 
 def load_findings(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -18,9 +19,9 @@ def load_findings(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         return None, f"its findings file {path.name} is not readable JSON ({e})"
-    if not isinstance(doc, dict) or doc.get("schema") != FINDINGS_SCHEMA:
-        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        return None, f"its findings file {path.name} has schema {found!r}, not {FINDINGS_SCHEMA!r}"
+    problem = check_schema(doc, FINDINGS_SCHEMA, path.name)
+    if problem:
+        return None, f"its findings file {problem}"
     if doc.get("status") not in STATUSES:
         return None, f"its findings file {path.name} has status {doc.get('status')!r}"
     return doc, None

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.evidence import SAMPLE_FILE, SAMPLE_SCHEMA, check_schema
 from tenancy_diag.running.runs import RunPlan, require_declared
 
-SAMPLE_SCHEMA = "tenancy-diag/sample/v1"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
@@ -28,15 +28,16 @@ class Sample:
 
 
 def load_sample(folder: Path = SAMPLE_DIR) -> Sample:
-    path = folder / "sample.json"
+    path = folder / SAMPLE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"the sample incident at {path} is unreadable ({e}); reinstall tenancy-diag"
         ) from e
-    if data.get("schema") != SAMPLE_SCHEMA:
-        raise ConfigError(f"{path} has schema {data.get('schema')!r}; expected {SAMPLE_SCHEMA}")
+    problem = check_schema(data, SAMPLE_SCHEMA, path)
+    if problem:
+        raise ConfigError(f"{problem}; reinstall tenancy-diag")
     return Sample(
         data["incident"], data["scenario"], dict(data["parameters"]), folder / "snapshots"
     )

@@ -16,10 +16,9 @@ from tenancy_diag.analysis.impact import affected_tenants, worst_severity
 from tenancy_diag.analysis.rootcause import rank
 from tenancy_diag.analysis.verdicts import MIN_CONFIDENCE, actions_for, escalation_for
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.evidence import SUMMARY_SCHEMA
 from tenancy_diag.runbook import Runbook
 from tenancy_diag.times import iso, parse_time
-
-SUMMARY_SCHEMA = "tenancy-diag/summary/v1"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 ::
 
-    <folder>/index.json                          schema tenancy-diag/snapshot/v1
-    <folder>/<source>/<method>-<key12>.json      schema tenancy-diag/snapshot-call/v1
+    <folder>/index.json                          schema SNAPSHOT_SCHEMA
+    <folder>/<source>/<method>-<key12>.json      schema CALL_SCHEMA
+
+(both ids, and the index's name, are :mod:`tenancy_diag.evidence`'s).
 
 A call's key is the sha256 of the canonical JSON of (source, method, request): every source
 method takes one frozen request dataclass (see :mod:`tenancy_diag.sources.base`), so the
@@ -28,6 +30,9 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, cast
 
 from tenancy_diag.errors import SnapshotError, shorten
+from tenancy_diag.evidence import SNAPSHOT_CALL_SCHEMA as CALL_SCHEMA
+from tenancy_diag.evidence import SNAPSHOT_INDEX_FILE as INDEX_FILE
+from tenancy_diag.evidence import SNAPSHOT_SCHEMA, check_schema
 from tenancy_diag.sources.base import JSON
 
 __all__ = [
@@ -48,9 +53,6 @@ __all__ = [
     "verify_snapshot",
 ]
 
-SNAPSHOT_SCHEMA = "tenancy-diag/snapshot/v1"
-CALL_SCHEMA = "tenancy-diag/snapshot-call/v1"
-INDEX_FILE = "index.json"
 Outcome = Literal["response", "error"]
 _KEY_CHARS = 12
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -177,11 +179,10 @@ def read_index(folder: Path) -> dict[str, str] | None:
     if not path.exists():
         return None
     index = _parse(path, _read(path))
-    if not isinstance(index, dict) or index.get("schema") != SNAPSHOT_SCHEMA:
-        found = index.get("schema") if isinstance(index, dict) else None
+    problem = check_schema(index, SNAPSHOT_SCHEMA, path)
+    if problem:
         raise SnapshotError(
-            f"snapshot index {path} has schema {found!r}, expected {SNAPSHOT_SCHEMA!r}; "
-            "re-record it with this version of tenancy-diag"
+            f"snapshot index {problem}; re-record it with this version of tenancy-diag"
         )
     listed: dict[str, str] = {}
     for entry in index.get("calls", []):
@@ -230,11 +231,10 @@ def load_call(folder: Path, file: str, index: Mapping[str, str] | None) -> dict[
 
 
 def _check_envelope(path: Path, envelope: object) -> None:
-    found = envelope.get("schema") if isinstance(envelope, dict) else None
-    if not isinstance(envelope, dict) or found != CALL_SCHEMA:
+    problem = check_schema(envelope, CALL_SCHEMA, path)
+    if problem or not isinstance(envelope, dict):  # isinstance again only to narrow its type
         raise SnapshotError(
-            f"snapshot file {path} has schema {found!r}, expected {CALL_SCHEMA!r}; re-record it "
-            "with this version of tenancy-diag"
+            f"snapshot file {problem}; re-record it with this version of tenancy-diag"
         )
     if not (
         isinstance(envelope.get("source"), str)
