@@ -5,8 +5,13 @@ import json
 import pytest
 
 from tenancy_diag.errors import SourceConfigError, TenancyDiagError
+from tenancy_diag.redacting import Redactor
+from tenancy_diag.remediating.move_runs import classify
 from tenancy_diag.remediating.moving import (
     REPORT_SCHEMA,
+    SKIP_ERROR_CODE,
+    SKIP_SEQUENCE,
+    SKIP_TENANT,
     Depths,
     MessageRef,
     Moved,
@@ -40,9 +45,40 @@ def test_a_queue_cannot_be_moved_onto_itself():
         MoveRequest("us-east-1", DLQ, DLQ, tenant="t-1")
 
 
-def test_any_one_criterion_is_a_selection():
-    for options in ({"error_codes": frozenset({"503"})}, {"tenant": "t"}, {"to_sequence": 5}):
-        MoveRequest("us-east-1", DLQ, ARCHIVE, **options)
+@pytest.mark.parametrize(
+    ("options", "selected", "skipped", "reason"),
+    [
+        (
+            {"error_codes": frozenset({"503"})},
+            {"tenant_id": "t-9", "error_code": "503", "sequence": 999},
+            {"tenant_id": "t-9", "error_code": "400", "sequence": 999},
+            SKIP_ERROR_CODE,
+        ),
+        (
+            {"tenant": "t-1"},
+            {"tenant_id": "t-1", "error_code": "400", "sequence": 999},
+            {"tenant_id": "t-2", "error_code": "400", "sequence": 999},
+            SKIP_TENANT,
+        ),
+        (
+            {"to_sequence": 5},
+            {"tenant_id": "t-9", "error_code": "400", "sequence": 5},
+            {"tenant_id": "t-9", "error_code": "400", "sequence": 6},
+            SKIP_SEQUENCE,
+        ),
+    ],
+    ids=["error_codes", "tenant", "to_sequence"],
+)
+def test_any_one_criterion_is_a_selection(options, selected, skipped, reason):
+    request = MoveRequest("us-east-1", DLQ, ARCHIVE, **options)
+    # The one criterion given decides alone: the fields it does not name match anything.
+    assert _skip_reason(request, selected) is None
+    assert _skip_reason(request, skipped) == reason
+
+
+def _skip_reason(request: MoveRequest, fields: dict) -> str | None:
+    message = {"MessageId": "m-1", "Body": json.dumps(fields)}
+    return classify(request, message, Redactor())[1]
 
 
 def test_report_json_is_versioned_and_plain():

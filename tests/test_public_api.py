@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
 
 import tenancy_diag
 from tenancy_diag.errors import SourceUnavailable, TenancyDiagError
+from tenancy_diag.settings import AdminApiSettings, PrometheusSettings, SqsSettings
+from tenancy_diag.sources.admin_api import AdminApiClient
+from tenancy_diag.sources.base import InstantQuery, JobsRequest, QueueRef
+from tenancy_diag.sources.prometheus import PrometheusSource
+from tenancy_diag.sources.sqs import SqsQueueSource
 
 
 def test_every_exported_name_resolves():
@@ -25,32 +33,62 @@ def test_error_tree_roots_in_one_base():
             assert issubclass(value, TenancyDiagError), name
 
 
-def test_unreachable_sources_raise_only_our_errors(tmp_path):
-    from datetime import UTC, datetime
+DEAD = "http://127.0.0.1:9"  # port 9 (discard): nothing serves it here, so it refuses at once
 
-    from tenancy_diag.settings import AdminApiSettings, PrometheusSettings, SqsSettings
-    from tenancy_diag.sources.admin_api import AdminApiClient
-    from tenancy_diag.sources.base import InstantQuery, JobsRequest, QueueRef
-    from tenancy_diag.sources.prometheus import PrometheusSource
-    from tenancy_diag.sources.sqs import SqsQueueSource
 
-    dead = "http://127.0.0.1:9"
-    calls = [
-        lambda: PrometheusSource(PrometheusSettings(dead, timeout_s=2)).instant_query(
-            InstantQuery("up", datetime.now(UTC))
+def _prometheus() -> object:
+    source = PrometheusSource(PrometheusSettings(DEAD, timeout_s=2))
+    return source.instant_query(InstantQuery("up", datetime.now(UTC)))
+
+
+def _admin_api() -> object:
+    return AdminApiClient(AdminApiSettings(DEAD, token="x", timeout_s=2)).jobs(
+        JobsRequest("t-000001")
+    )
+
+
+def _sqs() -> object:
+    source = SqsQueueSource(SqsSettings(endpoint_url=DEAD, timeout_s=2), tenancy_diag.Redactor())
+    return source.depth(QueueRef("us-east-1", "q"))
+
+
+@pytest.mark.parametrize(
+    ("call", "source", "message"),
+    [
+        (
+            _prometheus,
+            "prometheus",
+            f"Prometheus at {DEAD} is unreachable (connection refused); check --prometheus-url",
         ),
-        lambda: AdminApiClient(AdminApiSettings(dead, token="x", timeout_s=2)).jobs(
-            JobsRequest("t-000001")
+        (
+            _admin_api,
+            "admin-api",
+            f"the admin API at {DEAD} is unreachable (ConnectionError); check --tenancy-api-url",
         ),
-        lambda: SqsQueueSource(
-            SqsSettings(endpoint_url=dead, timeout_s=2), tenancy_diag.Redactor()
-        ).depth(QueueRef("us-east-1", "q")),
-    ]
-    for call in calls:
-        with pytest.raises(TenancyDiagError) as caught:
-            call()
-        assert isinstance(caught.value, SourceUnavailable | TenancyDiagError)
-        assert "\n" not in str(caught.value)
+        (
+            _sqs,
+            "sqs",
+            f"SQS at {DEAD} did not answer (the connection failed) for region "
+            "us-east-1; check --aws-endpoint-url",
+        ),
+    ],
+    ids=["prometheus", "admin-api", "sqs"],
+)
+def test_unreachable_sources_raise_only_our_errors(
+    call: Callable[[], object], source: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Credentials present (and fake), so SQS gets as far as the dead endpoint on any machine.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with pytest.raises(SourceUnavailable) as caught:
+        call()
+    assert caught.value.source == source
+    assert str(caught.value) == message
+    # The third-party error is kept for debugging, chained, never raised itself.
+    assert caught.value.__cause__ is not None
+    assert not isinstance(caught.value.__cause__, TenancyDiagError)
 
 
 def test_all_lists_exactly_the_exports():

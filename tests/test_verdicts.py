@@ -35,8 +35,16 @@ def test_severity_follows_runbook_definitions():
     assert severity_of("controller", "failing", list(REGIONS), REGIONS) == "sev1"
     assert severity_of("lifecycle", "failing", ["us-east-1"], REGIONS) == "sev3"
     assert severity_of("api", "degraded", ["us-east-1"], REGIONS) == "sev3"
-    assert severity_of("api", "ok", [], REGIONS, missing_signals=True) == "sev4"
     assert severity_of("api", "ok", [], REGIONS) is None
+
+
+def test_missing_evidence_is_unknown_with_no_severity_made_up():
+    # As diagnosing.steps calls them: a source that failed makes the status unknown, and the
+    # severity is judged from that status alone (no caller passes missing_signals).
+    status = status_of([SloRow("a", "r", 1, 2, "<")], [], unavailable=["kubernetes"])
+    assert status == "unknown"
+    assert severity_of("api", status, [], REGIONS) is None
+    assert escalation_for(severity_of("api", status, [], REGIONS), BOOK) is None
 
 
 def test_actions_and_escalation_quote_the_runbook():

@@ -111,7 +111,8 @@ class Session:
         path = str(self.params.get("kubeconfig") or "")
         if not path:
             raise ConfigError(f"{self.procedure} needs Kubernetes; pass --kubeconfig")
-        return KubeActions(KubeSettings(kubeconfig=Path(path)))
+        namespace = self.signals.doc.logs.namespace
+        return KubeActions(KubeSettings(kubeconfig=Path(path)), namespace=namespace)
 
     def prometheus(self) -> PrometheusSource | None:
         url = str(self.params.get("prometheus_url") or "")

@@ -20,18 +20,25 @@ SOURCE = "kubernetes"
 
 
 class KubeActions:
-    """Reads and pod deletions on one cluster per region (the region's kube context)."""
+    """Reads and pod deletions in ``namespace`` on one cluster per region (the region's kube
+    context).
 
-    def __init__(self, settings: KubeSettings) -> None:
+    The namespace is the caller's (the signals mapping's ``logs.namespace``), never
+    ``settings.namespace``: the audit names the namespace a plan read from the mapping, and the
+    calls must go where the audit says they went.
+    """
+
+    def __init__(self, settings: KubeSettings, *, namespace: str) -> None:
         self.settings = settings
+        self.namespace = namespace
         self._apis: dict[str | None, kube_client.ApiClient] = {}
 
     def deployment(self, region: str, name: str) -> dict[str, Any]:
         apps = kube_client.AppsV1Api(self._api(region))
         found = self._call(
-            f"deployment {self.settings.namespace}/{name}",
+            f"deployment {self.namespace}/{name}",
             lambda: apps.read_namespaced_deployment(
-                name, self.settings.namespace, _request_timeout=self.settings.timeout_s
+                name, self.namespace, _request_timeout=self.settings.timeout_s
             ),
         )
         spec, status = found.spec, found.status
@@ -47,7 +54,7 @@ class KubeActions:
         found = self._call(
             f"pods matching {selector!r}",
             lambda: core.list_namespaced_pod(
-                self.settings.namespace,
+                self.namespace,
                 label_selector=selector,
                 _request_timeout=self.settings.timeout_s,
             ),
@@ -59,10 +66,10 @@ class KubeActions:
     def delete_pod(self, region: str, name: str, grace_s: int = 30) -> dict[str, Any]:
         core = kube_client.CoreV1Api(self._api(region))
         self._call(
-            f"pod {self.settings.namespace}/{name}",
+            f"pod {self.namespace}/{name}",
             lambda: core.delete_namespaced_pod(
                 name,
-                self.settings.namespace,
+                self.namespace,
                 grace_period_seconds=grace_s,
                 _request_timeout=self.settings.timeout_s,
             ),

@@ -51,17 +51,17 @@ def plan(session: Session, *, region: str, pods: int = 1) -> Plan:
             required=False,
         ),
     ]
-    namespace = logs.namespace
     timeout = session.runbook.automation.pod_ready_timeout_s
     for pod in running[: max(0, pods)]:
         name = pod["name"]
         result.steps.append(
             Step(
                 title=f"{book.steps[1]} ({name}), then wait for its replacement to be Ready",
+                # The actuator's own namespace: the audit cannot name one place and act in another.
                 call=Call(
                     "kubernetes",
                     "DELETE",
-                    f"/api/v1/namespaces/{namespace}/pods/{name}",
+                    f"/api/v1/namespaces/{kube.namespace}/pods/{name}",
                     {"gracePeriodSeconds": GRACE_S},
                 ),
                 perform=partial(kube.delete_pod, region, name, GRACE_S),
