@@ -9,14 +9,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tenancy_diag import plugins
 from tenancy_diag import signals as signals_mod
 from tenancy_diag.arguments import positive_int
 from tenancy_diag.checking import check_signals, report_lines
-from tenancy_diag.errors import ConfigError, TenancyDiagError
+from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.settings import PrometheusSettings
 from tenancy_diag.times import parse_duration, parse_time
-
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +110,7 @@ def _cmd_check_signals(args: argparse.Namespace) -> int:
         )
     else:
         print("\n".join(report_lines(checks)))
-    return EXIT_FINDINGS if missing else EXIT_OK
+    return ExitCode.FAILED if missing else ExitCode.OK
 
 
 def _cmd_sandbox_up(args: argparse.Namespace) -> int:
@@ -143,7 +142,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         for key, value in endpoints.__dict__.items():
             print(f"{key:24} {value}")
         print('\nexport the settings with: eval "$(tenancy-diag sandbox env)"')
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
@@ -151,7 +150,7 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
 
     stopped = stack.down(args.state_dir)
     print(f"stopped: {', '.join(stopped) or 'nothing (already stopped)'}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_sandbox_status(args: argparse.Namespace) -> int:
@@ -159,7 +158,7 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
 
     state = stack.status(args.state_dir)
     print(json.dumps({"endpoints": state["endpoints"], "alive": state["alive"]}, indent=2))
-    return EXIT_OK if all(state["alive"].values()) else EXIT_FINDINGS
+    return ExitCode.OK if all(state["alive"].values()) else ExitCode.FAILED
 
 
 def _cmd_sandbox_env(args: argparse.Namespace) -> int:
@@ -169,7 +168,7 @@ def _cmd_sandbox_env(args: argparse.Namespace) -> int:
 
     for key, value in stack.endpoints(args.state_dir).env().items():
         print(f"export {key}={shlex.quote(value)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
@@ -206,12 +205,14 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        # Flags, subsystems and notebooks derive from the registries: fill them first.
+        plugins.load()
         args = build_parser().parse_args(argv)
         code: int = args.func(args)
         return code
     except TenancyDiagError as e:
         print(f"tenancy-diag: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("tenancy-diag: interrupted", file=sys.stderr)
         return 130

@@ -22,7 +22,21 @@ Messages are one sentence naming the bad value and the next step.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 _MAX_DETAIL_CHARS = 300
+
+
+class ExitCode(IntEnum):
+    """Every command's exit status, and what the service reads into a run's outcome."""
+
+    #: Done: every notebook ran (whatever it found), every check passed.
+    OK = 0
+    #: Ran, and something needs a person: a notebook errored, a rerun's findings differ, a
+    #: check found something missing.
+    FAILED = 1
+    #: Refused before doing anything: bad input (a :class:`ConfigError`), said in one sentence.
+    BAD_INPUT = 2
 
 
 def shorten(text: object, limit: int = _MAX_DETAIL_CHARS) -> str:

@@ -15,15 +15,18 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
 
+from tenancy_diag import plugins
 from tenancy_diag.analysis import dlq as dlq_analysis
 from tenancy_diag.analysis.findings import Findings
-from tenancy_diag.diagnosing import DIAGNOSES, Endpoints, connect
-from tenancy_diag.diagnosing.steps import Diagnosis, DlqEvidence
+from tenancy_diag.diagnosing import RECOVERY, connect, diagnosis_class
+from tenancy_diag.diagnosing.steps import Diagnosis, DlqEvidence, StepResult
 from tenancy_diag.diagnosing.verification import RecoveryVerification
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.settings import notebook_fallbacks
+from tenancy_diag.sources.registry import registry as source_kinds
 
-# Parameters every subsystem notebook declares, beside its thresholds.
+#: Parameters every subsystem notebook declares, beside its thresholds and the endpoint of
+#: each source it reads (a source kind's ``parameter``).
 COMMON = (
     "incident_id",
     "regions",
@@ -31,10 +34,6 @@ COMMON = (
     "end",
     "lookback",
     "incident_start",
-    "prometheus_url",
-    "kubeconfig",
-    "aws_endpoint_url",
-    "tenancy_api_url",
     "snapshot_dir",
     "replay_dir",
     "findings_path",
@@ -46,12 +45,14 @@ _MAX_ROWS = 25
 
 def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
     """The subsystem's diagnosis, built from a notebook's parameters (its ``globals()``)."""
-    if subsystem not in DIAGNOSES:
-        raise ConfigError(f"unknown subsystem {subsystem!r}; valid: {', '.join(DIAGNOSES)}")
+    plugins.load()
+    kind = diagnosis_class(subsystem)
     missing = [name for name in COMMON if name not in params]
+    if not any(p in params for p in source_kinds.parameters()):
+        missing.append("an endpoint parameter (" + ", ".join(source_kinds.parameters()) + ")")
     if missing:
         raise ConfigError(f"the parameters cell lacks {', '.join(missing)}; add them")
-    params = {**params, **notebook_fallbacks(params)}
+    params = {**params, **notebook_fallbacks(params, source_kinds.env_variables())}
     thresholds = {
         k: float(v)
         for k, v in params.items()
@@ -65,33 +66,28 @@ def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
         end=params["end"],
         lookback=params["lookback"],
         incident_start=params["incident_start"],
-        endpoints=Endpoints(
-            params["prometheus_url"],
-            params["kubeconfig"],
-            params["aws_endpoint_url"],
-            params["tenancy_api_url"],
-        ),
+        endpoints={
+            p: str(params[p]) for p in source_kinds.parameters() if params.get(p) is not None
+        },
         snapshot_dir=params["snapshot_dir"],
         replay_dir=params["replay_dir"],
         thresholds=thresholds,
         slo_window=params["slo_window"],
         top_n=int(params["top_n"]),
     )
-    diagnosis: Diagnosis = DIAGNOSES[subsystem](ctx)
+    diagnosis: Diagnosis = kind(ctx)
     return diagnosis
 
 
 def open_verification(params: Mapping[str, Any]) -> RecoveryVerification:
     """Verification After Recovery, built from its notebook's parameters (its ``globals()``)."""
-    verification = open_diagnosis("recovery", params)
+    verification = open_diagnosis(RECOVERY, params)
     if not isinstance(verification, RecoveryVerification):
-        raise ConfigError("DIAGNOSES['recovery'] is not a RecoveryVerification; restore it")
+        raise ConfigError("the recovery diagnosis is not a RecoveryVerification; restore it")
     return verification.configure(
         audit_path=str(params.get("audit_path") or ""),
-        alertmanager_url=str(params.get("alertmanager_url") or ""),
         verify_window=str(params.get("verify_window") or "15m"),
         thresholds=params.get("thresholds") or {},
-        replay_dir=str(params.get("replay_dir") or ""),
     )
 
 
@@ -102,6 +98,8 @@ def show(*items: Any) -> None:
             show(*item)
         elif isinstance(item, str):
             display(Markdown(item))
+        elif isinstance(item, StepResult):
+            show(*item.shown)
         elif isinstance(item, Figure):
             display(item)
         elif isinstance(item, DlqEvidence):
@@ -148,7 +146,9 @@ def notes(diagnosis: Diagnosis) -> None:
     """Say which evidence is missing and why, instead of silently showing less."""
     lines = [f"- {n}" for n in diagnosis.notes]
     lines += [
-        f"- **{kind}**: {state}" for kind, state in diagnosis.ctx.sources.items() if state != "ok"
+        f"- **{kind}**: {state}"
+        for kind, state in diagnosis.ctx.needed_sources().items()
+        if state != "ok"
     ]
     if lines:
         show("**Evidence gaps**\n\n" + "\n".join(dict.fromkeys(lines)))
@@ -177,6 +177,10 @@ def render(findings: Findings) -> Any:
         ("Status", f"<b style='color:{colour}'>{findings.status.upper()}</b>"),
         ("Severity", findings.severity or "none"),
         ("Summary", html.escape(findings.summary)),
+        (
+            "Missing evidence",
+            "<br>".join(html.escape(m) for m in findings.missing) or "none",
+        ),
         (
             "Patterns",
             "<br>".join(

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tenancy_diag.errors import ConfigError
 
@@ -17,6 +18,7 @@ ENV_API_TOKEN = "TENANCY_API_TOKEN"
 ENV_API_TOKEN_FILE = "TENANCY_API_TOKEN_FILE"
 ENV_ACTOR = "TENANCY_DIAG_ACTOR"
 ENV_REDACT_PATTERNS = "TENANCY_DIAG_REDACT_PATTERNS"
+ENV_PLUGINS = "TENANCY_DIAG_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class KubeSettings:
 class SqsSettings:
     """How to read dead-letter queues."""
 
+    #: The endpoint that means AWS itself (each region's own SQS endpoint), not an override.
+    AWS_ITSELF: ClassVar[str] = "aws"
+
     #: Override for every region's SQS endpoint (a local SQS-compatible server).
     endpoint_url: str | None = None
     #: Messages sampled per queue at most.
@@ -73,6 +78,15 @@ class AdminApiSettings:
     #: Per-request timeout, seconds.
     timeout_s: float = 10.0
     actor: str = "tenancy-diag"
+
+
+@dataclass(frozen=True)
+class AlertmanagerSettings:
+    """Where Alertmanager answers (its API v2)."""
+
+    url: str
+    #: Per-request timeout, seconds.
+    timeout_s: float = 10.0
 
 
 def read_token(env: Mapping[str, str] | None = None) -> str | None:
@@ -105,29 +119,33 @@ def extra_redaction_patterns(env: Mapping[str, str] | None = None) -> tuple[str,
     return tuple(line for line in raw.splitlines() if line.strip())
 
 
-#: Notebook parameters that, left at their empty default, fall back to these variables, but only
+def plugin_modules(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Modules to import for their registrations, comma-separated in ``TENANCY_DIAG_PLUGINS``."""
+    env = os.environ if env is None else env
+    return tuple(m.strip() for m in env.get(ENV_PLUGINS, "").split(",") if m.strip())
+
+
+#: Notebook parameters that, left at their empty default, fall back to the environment, but only
 #: under ``TENANCY_DIAG_LAB=1``: that is how `tenancy-diag lab` hands the sandbox's endpoints to
 #: notebooks opened by hand. Headless runs never consult them, so a recorded run replays exactly.
+#: Source endpoints add their own (``SourceKind.env``); these are the window's.
 ENV_LAB = "TENANCY_DIAG_LAB"
-NOTEBOOK_ENV_FALLBACKS = {
-    "prometheus_url": "TENANCY_DIAG_PROMETHEUS_URL",
-    "kubeconfig": "TENANCY_DIAG_KUBECONFIG",
-    "aws_endpoint_url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
-    "tenancy_api_url": "TENANCY_DIAG_TENANCY_API_URL",
-    "end": "TENANCY_DIAG_END",
-    "incident_start": "TENANCY_DIAG_INCIDENT_START",
-}
+ENV_END = "TENANCY_DIAG_END"
+WINDOW_ENV_FALLBACKS = {"end": ENV_END, "incident_start": "TENANCY_DIAG_INCIDENT_START"}
 
 
 def notebook_fallbacks(
-    params: Mapping[str, object], env: Mapping[str, str] | None = None
+    params: Mapping[str, object],
+    variables: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Values for notebook parameters left empty (or ``end="now"``) from the environment."""
+    """Values for notebook parameters left empty (or ``end="now"``) from the environment;
+    ``variables`` maps each parameter to its variable."""
     env = os.environ if env is None else env
     if env.get(ENV_LAB) != "1":
         return {}
     out = {}
-    for name, variable in NOTEBOOK_ENV_FALLBACKS.items():
+    for name, variable in variables.items():
         current = params.get(name)
         unset = current in ("", None) or (name == "end" and current == "now")
         if unset and env.get(variable):

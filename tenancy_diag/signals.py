@@ -18,11 +18,12 @@ import promql_parser
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tenancy_diag import plugins
 from tenancy_diag.errors import SignalsError
+from tenancy_diag.subsystems import registry as subsystems
 
 SCHEMA = "tenancy-diag/signals/v1"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "parameters" / "signals.yaml"
-SUBSYSTEMS = ("controller", "webhook", "policy", "api", "lifecycle")
 HISTOGRAM_PARTS = ("bucket", "sum", "count")
 
 _SELECTOR = re.compile(r"\{\{\s*(?P<key>\w+)(?::(?P<part>\w+))?\s*(?:\|(?P<extra>.*?))?\s*\}\}")
@@ -35,7 +36,7 @@ class _Strict(BaseModel):
 
 
 class Metric(_Strict):
-    subsystem: Literal["controller", "webhook", "policy", "api", "lifecycle"]
+    subsystem: str
     type: Literal["counter", "gauge", "histogram"]
     labels: tuple[str, ...]
     name: str | None = None
@@ -104,12 +105,15 @@ class SignalsDocument(_Strict):
 
     @model_validator(mode="after")
     def _known_subsystems(self) -> SignalsDocument:
-        for section in ("queries", "slos"):
-            for name in getattr(self, section):
-                if name not in SUBSYSTEMS:
-                    raise ValueError(
-                        f"{section}.{name} is not a subsystem ({', '.join(SUBSYSTEMS)})"
-                    )
+        known = subsystems.names()
+        named = [
+            *((f"metrics.{m}.subsystem", metric.subsystem) for m, metric in self.metrics.items()),
+            *((f"queries.{name}", name) for name in self.queries),
+            *((f"slos.{name}", name) for name in self.slos),
+        ]
+        for where, name in named:
+            if name not in known:
+                raise ValueError(f"{where}: {name!r} is not a subsystem ({', '.join(known)})")
         return self
 
 
@@ -274,6 +278,8 @@ def _location(error: Mapping[str, Any]) -> str:
 
 def load(path: Path | str | None = None) -> Signals:
     """Load and validate a signals mapping; every problem names the offending key."""
+    # A plugin's subsystem may bring its own queries and SLOs: know it before validating.
+    plugins.load()
     file = Path(path) if path is not None else DEFAULT_PATH
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))

@@ -18,10 +18,10 @@ import yaml
 from tenancy_diag import cli, runbook
 from tenancy_diag.running import (
     POSTMORTEM_NOTEBOOK,
-    REMEDIATION_NOTEBOOKS,
-    SUBSYSTEM_NOTEBOOKS,
     VERIFICATION_NOTEBOOK,
     declared_parameters,
+    remediation_notebooks,
+    subsystem_notebooks,
 )
 from tenancy_diag.running.sample import SAMPLE_DIR
 
@@ -32,7 +32,7 @@ NOTEBOOKS = REPO / "notebooks"
 RUNBOOK_ENV = "TENANCY_DIAG_RUNBOOK"
 DEFAULT_RUNBOOK = REPO.parent / "shared" / "runbook.md"
 SIGNALS = REPO / "parameters" / "signals.yaml"
-SUBSYSTEM_OF = {notebook: subsystem for subsystem, notebook in SUBSYSTEM_NOTEBOOKS.items()}
+SUBSYSTEM_OF = {notebook: subsystem for subsystem, notebook in subsystem_notebooks().items()}
 
 #: `name: type = value  # comment`, the one shape papermill reads without dropping the line.
 PARAMETER_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>\w+) = (?P<value>.+?)  # \S.*$")
@@ -94,8 +94,8 @@ def _runbook_steps(path: Path, subsystem_title: str) -> list[str]:
 
 
 KNOWN = {
-    *SUBSYSTEM_NOTEBOOKS.values(),
-    *REMEDIATION_NOTEBOOKS.values(),
+    *subsystem_notebooks().values(),
+    *remediation_notebooks().values(),
     VERIFICATION_NOTEBOOK,
     POSTMORTEM_NOTEBOOK,
 }
@@ -107,7 +107,7 @@ per_subsystem_notebook = pytest.mark.parametrize(
 
 def test_every_subsystem_has_its_notebook_and_nothing_unknown_is_there() -> None:
     stems = {p.stem for p in _paths()}
-    assert set(SUBSYSTEM_NOTEBOOKS.values()) <= stems
+    assert set(subsystem_notebooks().values()) <= stems
     assert stems <= KNOWN, f"unregistered notebooks: {sorted(stems - KNOWN)}"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.running.catalog import SUBSYSTEM_NOTEBOOKS, NotebookCatalog, catalog_from
+from tenancy_diag.running.catalog import NotebookCatalog, catalog_from, subsystem_notebooks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 OK = FIXTURES / "ok.ipynb"
@@ -15,7 +15,7 @@ OK = FIXTURES / "ok.ipynb"
 
 def _five() -> NotebookCatalog:
     catalog = NotebookCatalog()
-    for name in reversed(list(SUBSYSTEM_NOTEBOOKS.values())):
+    for name in reversed(list(subsystem_notebooks().values())):
         catalog.register(name, OK)
     return catalog
 

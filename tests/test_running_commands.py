@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tenancy_diag.errors import TenancyDiagError
+from tenancy_diag.errors import ExitCode, TenancyDiagError
 from tenancy_diag.running import commands, execution
 from tenancy_diag.running.catalog import catalog_from
+from tenancy_diag.sources.registry import registry as source_kinds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 
@@ -28,7 +29,7 @@ def main(argv, monkeypatch):
         return args.func(args)
     except TenancyDiagError as e:
         print(f"tenancy-diag: error: {e}", file=sys.stderr)
-        return commands.EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def no_kernels(monkeypatch):
         raise AssertionError("a kernel was started for input that should have been refused")
 
     monkeypatch.setattr(execution.papermill, "execute_notebook", refuse)
-    for name in [*commands._SOURCE_FLAGS.values(), commands._ENV_END]:
+    for name in source_kinds.env_variables().values():
         monkeypatch.delenv(name, raising=False)
 
 

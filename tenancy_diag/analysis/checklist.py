@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import pandas as pd
 
+from tenancy_diag.analysis import dlq
 from tenancy_diag.analysis.findings import SloRow, Status
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.journaling import AUDIT_SCHEMA, parse_jsonl
@@ -230,35 +230,10 @@ def _region(value: object) -> str:
     return value if isinstance(value, str) and value else "every region"
 
 
-# -- item 5: DLQ growth ----------------------------------------------------------------------
+# -- item 5: DLQ growth, by the one rule the diagnoses use too (analysis.dlq) --------------
 
-
-def growth_within(sample: pd.DataFrame, end: datetime, window: str) -> dict[str, int]:
-    """Messages per region that first failed within ``window`` before ``end``."""
-    if sample.empty or "first_failed_at" not in sample or "region" not in sample:
-        return {}
-    since = pd.Timestamp(end) - pd.Timedelta(window)
-    failed_at = pd.to_datetime(sample["first_failed_at"], utc=True, errors="coerce")
-    recent = sample[(failed_at >= since) & (failed_at <= pd.Timestamp(end))]
-    return {str(k): int(v) for k, v in recent.groupby("region").size().items()}
-
-
-def dlq_growth_rows(
-    growth: Mapping[str, int], regions: Sequence[str], read: Iterable[str], limit: float
-) -> list[SloRow]:
-    """One row per region; a region whose DLQ could not be read has no data."""
-    readable = set(read)
-    return [
-        SloRow(
-            "dlq_growth",
-            region,
-            float(growth.get(region, 0)) if region in readable else None,
-            limit,
-            "<=",
-            "messages",
-        )
-        for region in regions
-    ]
+growth_within = dlq.growth_within
+dlq_growth_rows = dlq.dlq_growth_rows
 
 
 # -- item 7: closure in the audit log --------------------------------------------------------

@@ -8,10 +8,13 @@ a DLQ full of unreadable messages is itself a finding.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
+
+from tenancy_diag.analysis.findings import SloRow
 
 #: The contract's body fields (tenancy-signals.md, "Dead-letter queues").
 BODY_FIELDS = (
@@ -130,3 +133,34 @@ def sequence_ranges(df: pd.DataFrame) -> pd.DataFrame:
     )
     out = grouped.reset_index().sort_values(["messages", "tenant_id"], ascending=[False, True])
     return out[columns].reset_index(drop=True)
+
+
+# -- growth: messages that first failed within a window --------------------------------------
+
+
+def growth_within(sample: pd.DataFrame, end: datetime, window: str) -> dict[str, int]:
+    """Messages per region that first failed within ``window`` before ``end``."""
+    if sample.empty or "first_failed_at" not in sample or "region" not in sample:
+        return {}
+    since = pd.Timestamp(end) - pd.Timedelta(window)
+    failed_at = pd.to_datetime(sample["first_failed_at"], utc=True, errors="coerce")
+    recent = sample[(failed_at >= since) & (failed_at <= pd.Timestamp(end))]
+    return {str(k): int(v) for k, v in recent.groupby("region").size().items()}
+
+
+def dlq_growth_rows(
+    growth: Mapping[str, int], regions: Sequence[str], read: Iterable[str], limit: float
+) -> list[SloRow]:
+    """One row per region; a region whose DLQ could not be read has no data."""
+    readable = set(read)
+    return [
+        SloRow(
+            "dlq_growth",
+            region,
+            float(growth.get(region, 0)) if region in readable else None,
+            limit,
+            "<=",
+            "messages",
+        )
+        for region in regions
+    ]

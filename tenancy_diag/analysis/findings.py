@@ -93,6 +93,8 @@ class Findings:
     sources: dict[str, str] = field(default_factory=dict)
     window: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: Evidence that could not be seen (a source, a no-data SLO row); never read as health.
+    missing: list[str] = field(default_factory=list)
     #: What a notebook that is not a subsystem diagnosis adds (a checklist, the calls a
     #: remediation made); JSON-able.
     details: dict[str, Any] = field(default_factory=dict)

@@ -11,10 +11,8 @@ from typing import Any
 
 from tenancy_diag.analysis.findings import PatternMatch, SloRow, Status
 from tenancy_diag.runbook import Runbook
+from tenancy_diag.subsystems import Subsystem, registry
 
-# "Significant latency in reconcile or webhook delivery" is the runbook's sev2 example; the
-# policy service feeds reconciles, and API errors are seen by every client.
-_USER_VISIBLE = {"controller", "webhook", "policy", "api"}
 # Below this confidence a pattern is reported as a lead, not a diagnosis.
 MIN_CONFIDENCE = 0.5
 
@@ -22,18 +20,19 @@ MIN_CONFIDENCE = 0.5
 def status_of(
     slo: Sequence[SloRow], patterns: Sequence[PatternMatch], unavailable: Iterable[str] = ()
 ) -> Status:
-    """failing: a pattern is diagnosed; degraded: an SLO fails; unknown: evidence is missing."""
+    """failing: a pattern is diagnosed; degraded: an SLO fails; unknown: any evidence is missing
+    (``unavailable`` names it, or an SLO row has no data); ok only when everything was seen."""
     if any(p.confidence >= MIN_CONFIDENCE for p in patterns):
         return "failing"
     if any(row.passed is False for row in slo):
         return "degraded"
-    if list(unavailable) or (slo and all(row.passed is None for row in slo)):
+    if list(unavailable) or any(row.passed is None for row in slo):
         return "unknown"
     return "ok"
 
 
 def severity_of(
-    subsystem: str,
+    subsystem: Subsystem | str,
     status: Status,
     affected_regions: Sequence[str],
     fleet_regions: Sequence[str],
@@ -44,7 +43,10 @@ def severity_of(
         outage = len(fleet_regions) > 1 and set(fleet_regions) <= set(affected_regions)
         if outage:
             return "sev1"  # every region of the control plane: a major outage
-        return "sev2" if subsystem in _USER_VISIBLE else "sev3"
+        # "Significant latency in reconcile or webhook delivery" is the runbook's sev2 example;
+        # the descriptor says which subsystems' failures every client sees.
+        described = registry.get(subsystem) if isinstance(subsystem, str) else subsystem
+        return "sev2" if described.user_visible else "sev3"
     if status == "degraded":
         return "sev3"
     if missing_signals:

@@ -2,48 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import pandas as pd
-from matplotlib.figure import Figure
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings
-from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, DlqEvidence, LogEvidence, SloSpec
+from tenancy_diag.diagnosing.judging import Basis, conclude
+from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
 
-SLOS = (
-    SloSpec(
-        "reconcile_success_ratio",
-        "controller.reconcile_success_ratio",
-        "reconcile_success_ratio_min",
-        ">=",
-        "ratio",
-    ),
-    SloSpec("queue_depth", "controller.queue_depth", "queue_depth_max", "<", "items"),
-)
+
+def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
+    """Reconcile backlog: a deep, growing queue with failing reconciles and DLQ inserts."""
+    dlq = evidence["dlq"]
+    match = patterns.reconcile_backlog(
+        evidence["queue"],
+        evidence["slo"],
+        evidence["reasons_now"],
+        dlq.growth,
+        basis.thresholds["queue_depth_max"],
+    )
+    return conclude(
+        basis, [match] if match else [], evidence["slo"], tenants=column(evidence, "tenants")
+    )
 
 
 @dataclass
 class ControllerDiagnosis(Diagnosis):
     subsystem: str = "controller"
-    queue: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    reasons_now: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    log: LogEvidence | None = None
-    dlq_evidence: DlqEvidence | None = None
-    tenants: pd.DataFrame = field(default_factory=lambda: EMPTY)
+    REQUIRES: ClassVar[tuple[str, ...]] = (
+        "step1_overview",
+        "step2_graphs",
+        "step4_dlq",
+        "step5_correlation",
+    )
+    judge = staticmethod(judge)
 
-    def step1_overview(self) -> pd.DataFrame:
+    def step1_overview(self) -> StepResult:
         """Dashboard `Controller Health`: the SLO table."""
-        return self.slo(SLOS)
+        rows = self.slo()
+        return self._done("step1_overview", slo_frame(rows), slo=rows)
 
-    def step2_graphs(self) -> list[Figure]:
+    def step2_graphs(self) -> StepResult:
         """reconcile_failures_total (by reason) and queue_depth, threshold and start marked."""
         failures = self.series("controller.failures_by_reason")
-        self.queue = self.series("controller.queue_depth")
-        self.reasons_now = self.instant("controller.failures_by_reason", window=self.ctx.slo_window)
+        queue = self.series("controller.queue_depth")
+        reasons_now = self.instant("controller.failures_by_reason", window=self.ctx.slo_window)
         start = self.ctx.incident_start
-        return [
+        figures = [
             plots.timeseries(
                 failures,
                 "reason",
@@ -52,7 +59,7 @@ class ControllerDiagnosis(Diagnosis):
                 ylabel="failures/s",
             ),
             plots.timeseries(
-                self.queue,
+                queue,
                 "region",
                 "Controller work queue depth",
                 threshold=self.ctx.thresholds["queue_depth_max"],
@@ -60,33 +67,22 @@ class ControllerDiagnosis(Diagnosis):
                 ylabel="items",
             ),
         ]
+        return self._done("step2_graphs", figures, queue=queue, reasons_now=reasons_now)
 
-    def step3_log_signatures(self) -> pd.DataFrame:
+    def step3_log_signatures(self) -> StepResult:
         """`kubectl logs controller-<id> | grep ERROR`, grouped into failure signatures."""
-        self.log = self.logs("controller")
-        return self.log.signatures
+        log = self.logs()
+        return self._done("step3_log_signatures", log.signatures, log=log)
 
-    def step4_dlq(self) -> DlqEvidence:
+    def step4_dlq(self) -> StepResult:
         """SQS queue depth and the reconcile DLQ (a sample that neither deletes nor hides)."""
-        self.dlq_evidence = self.dlq("reconcile")
-        return self.dlq_evidence
+        dlq = self.dlq()
+        return self._done("step4_dlq", dlq, dlq=dlq)
 
-    def step5_correlation(self) -> tuple[pd.DataFrame, Figure]:
+    def step5_correlation(self) -> StepResult:
         """Do failures concentrate on specific tenants or regions?"""
-        self.tenants = self.top("controller.top_tenants", "tenant")
-        return self.tenants, plots.bars(
-            self.tenants, "tenant", "Tenants with the most reconcile failures (per second)"
+        tenants = self.top("controller.top_tenants", "tenant")
+        figure = plots.bars(
+            tenants, "tenant", "Tenants with the most reconcile failures (per second)"
         )
-
-    def assess(self) -> Findings:
-        growth = self.dlq_evidence.growth if self.dlq_evidence else {}
-        match = patterns.reconcile_backlog(
-            self.queue,
-            self.slo_rows,
-            self.reasons_now,
-            growth,
-            self.ctx.thresholds["queue_depth_max"],
-        )
-        found = [match] if match else []
-        tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
-        return self.findings(found, tenants=tenants)
+        return self._done("step5_correlation", tenants, figure, tenants=tenants)

@@ -2,50 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings
-from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, LogEvidence, SloSpec
+from tenancy_diag.diagnosing.judging import Basis, conclude
+from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
 
-SLOS = (
-    SloSpec(
-        "latency_p99_ms",
-        "policy.latency_quantile",
-        "latency_p99_ms_max",
-        "<",
-        "ms",
-        (("quantile", "0.99"),),
-    ),
-    SloSpec("error_ratio", "policy.error_ratio", "error_ratio_max", "<", "ratio"),
-    SloSpec("cache_hit_ratio", "policy.cache_hit_ratio", "cache_hit_ratio_min", ">=", "ratio"),
-)
+
+def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
+    """Policy timeout: evaluations slow or timing out while the service flaps or lags."""
+    match = patterns.policy_timeout(
+        slo=evidence["slo"],
+        reasons=evidence["reasons"],
+        up_changes=evidence["up_changes"],
+        up_min=evidence["up_min"],
+        latency=evidence["latency"],
+        latency_max=basis.thresholds["latency_p99_ms_max"],
+    )
+    return conclude(
+        basis, [match] if match else [], evidence["slo"], tenants=column(evidence, "tenants")
+    )
 
 
 @dataclass
 class PolicyDiagnosis(Diagnosis):
     subsystem: str = "policy"
-    latency: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    reasons: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    up_changes: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    up_min: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    tenants: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    log: LogEvidence | None = None
+    REQUIRES: ClassVar[tuple[str, ...]] = (
+        "step1_latency_and_errors",
+        "step2_connectivity_and_cache",
+        "step3_failing_tenant",
+    )
+    judge = staticmethod(judge)
 
-    def step1_latency_and_errors(self) -> tuple[pd.DataFrame, list[Figure]]:
+    def step1_latency_and_errors(self) -> StepResult:
         """policy_eval_latency_ms and policy_eval_errors_total, against the SLOs."""
-        table = self.slo(SLOS)
-        self.latency = self.series("policy.latency_quantile", quantile="0.99")
+        rows = self.slo()
+        latency = self.series("policy.latency_quantile", quantile="0.99")
         errors = self.series("policy.errors_by_reason")
-        self.reasons = self.instant("policy.errors_by_reason", window=self.ctx.slo_window)
+        reasons = self.instant("policy.errors_by_reason", window=self.ctx.slo_window)
         start, th = self.ctx.incident_start, self.ctx.thresholds
-        return table, [
+        figures = [
             plots.timeseries(
-                self.latency,
+                latency,
                 "region",
                 "Policy evaluation latency p99 (ms)",
                 threshold=th["latency_p99_ms_max"],
@@ -60,15 +64,23 @@ class PolicyDiagnosis(Diagnosis):
                 ylabel="errors/s",
             ),
         ]
+        return self._done(
+            "step1_latency_and_errors",
+            slo_frame(rows),
+            figures,
+            slo=rows,
+            latency=latency,
+            reasons=reasons,
+        )
 
-    def step2_connectivity_and_cache(self) -> list[Figure]:
+    def step2_connectivity_and_cache(self) -> StepResult:
         """Connectivity to the policy service (`up`) and the cache hit rate."""
         up = self.series("policy.service_up")
         cache = self.series("policy.cache_hit_ratio")
-        self.up_changes = self.instant("policy.service_up_changes", window=self.ctx.slo_window)
-        self.up_min = self.instant("policy.service_up")
+        up_changes = self.instant("policy.service_up_changes", window=self.ctx.slo_window)
+        up_min = self.instant("policy.service_up")
         start = self.ctx.incident_start
-        return [
+        figures = [
             plots.timeseries(
                 up, "region", "policy-service up (1 = reachable)", incident_start=start
             ),
@@ -80,33 +92,25 @@ class PolicyDiagnosis(Diagnosis):
                 incident_start=start,
             ),
         ]
+        return self._done(
+            "step2_connectivity_and_cache", figures, up_changes=up_changes, up_min=up_min
+        )
 
-    def step3_failing_tenant(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def step3_failing_tenant(self) -> StepResult:
         """Evaluations for the failing tenants, as the policy client logged them."""
-        self.tenants = self.top("policy.top_tenants", "tenant")
-        self.log = self.logs("policy")
-        return self.tenants, self.log.signatures
+        tenants = self.top("policy.top_tenants", "tenant")
+        log = self.logs()
+        return self._done("step3_failing_tenant", tenants, log.signatures, tenants=tenants, log=log)
 
-    def step4_versions(self) -> pd.DataFrame:
+    def step4_versions(self) -> StepResult:
         """Residency and encryption policy ids and versions loaded, per region."""
         versions = self.instant("policy.policy_versions")
         if versions.empty:
-            return versions
+            return self._done("step4_versions", versions, versions=versions)
         table = versions.pivot_table(
             index=["policy_id", "kind"], columns="region", values="version", aggfunc="first"
         )
         # Every region must run the same version of a policy; a mismatch is a finding on its own.
         table["consistent"] = table.nunique(axis=1) == 1
-        return table.reset_index()
-
-    def assess(self) -> Findings:
-        match = patterns.policy_timeout(
-            slo=self.slo_rows,
-            reasons=self.reasons,
-            up_changes=self.up_changes,
-            up_min=self.up_min,
-            latency=self.latency,
-            latency_max=self.ctx.thresholds["latency_p99_ms_max"],
-        )
-        tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
-        return self.findings([match] if match else [], tenants=tenants)
+        table = pd.DataFrame(table.reset_index())
+        return self._done("step4_versions", table, versions=table)

@@ -1,5 +1,11 @@
 """What every subsystem diagnosis does: SLO tables, series, top-N, pod logs, DLQs, findings.
 
+Each runbook step is a method that returns a :class:`StepResult`: what the notebook shows and
+the evidence the verdict reads. The diagnosis keeps each step's result under the step's name;
+``assess()`` gathers them, names any step that has not run, and hands the evidence to the
+subsystem's pure ``judge``. Skip a cell in the lab and ``assess()`` says which; run the cells in
+another order and the verdict is the same.
+
 A step that cannot reach its source returns empty frames and leaves a note; the findings say
 which source was missing, so "unknown" is never mistaken for "ok".
 """
@@ -10,32 +16,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from tenancy_diag.analysis import dlq as dlq_analysis
 from tenancy_diag.analysis import logs as log_analysis
-from tenancy_diag.analysis.findings import Findings, PatternMatch, SloRow
+from tenancy_diag.analysis.findings import Findings, SloRow
 from tenancy_diag.analysis.frames import VALUE, matrix_frame, vector_frame
-from tenancy_diag.analysis.verdicts import actions_for, escalation_for, severity_of, status_of
 from tenancy_diag.diagnosing.context import Context
+from tenancy_diag.diagnosing.judging import Basis
+from tenancy_diag.errors import ConfigError
 from tenancy_diag.querying import choose_step
 from tenancy_diag.sources.base import InstantQuery, PeekRequest, QueueRef, RangeQuery
 from tenancy_diag.sources.kube_logs import collect_logs
+from tenancy_diag.subsystems import SloSpec, Subsystem
+from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.times import iso
 
 EMPTY = pd.DataFrame(columns=["timestamp", "value"])
 
 
 @dataclass(frozen=True)
-class SloSpec:
-    name: str  # row name in the findings
-    query: str  # signals query key
-    threshold: str  # ctx.thresholds key
-    op: Literal["<", "<=", ">", ">="]
-    unit: str = ""
-    params: tuple[tuple[str, str], ...] = ()
+class StepResult:
+    """One runbook step: what the notebook shows, and the evidence the verdict reads."""
+
+    step: str
+    shown: tuple[Any, ...]
+    evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,15 +60,76 @@ class DlqEvidence:
     growth: dict[str, int]  # region -> messages first failed within the SLO window
     endpoints: pd.Series  # share of sampled messages per endpoint
 
+    @property
+    def read(self) -> list[str]:
+        """Regions whose DLQ could be read: growth elsewhere is unknown, not zero."""
+        return self.depth["region"].tolist() if "region" in self.depth else []
+
 
 @dataclass
 class Diagnosis:
-    """Base of the five subsystem diagnoses; a notebook calls one method per runbook step."""
+    """Base of the subsystem diagnoses; a notebook calls one method per runbook step."""
 
     ctx: Context
     subsystem: str = ""
     notes: list[str] = field(default_factory=list)
-    slo_rows: list[SloRow] = field(default_factory=list)
+    #: Step name -> its result, as the steps ran.
+    results: dict[str, StepResult] = field(default_factory=dict)
+    #: The steps whose evidence ``judge`` reads, in the runbook's order.
+    REQUIRES: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def descriptor(self) -> Subsystem:
+        return subsystems.get(self.subsystem)
+
+    # -- steps and the verdict -----------------------------------------------------------
+    def _done(self, step: str, *shown: Any, **evidence: Any) -> StepResult:
+        result = StepResult(step, shown, evidence)
+        self.results[step] = result
+        return result
+
+    def evidence(self) -> dict[str, Any]:
+        """Every required step's evidence, merged; names the steps that have not run."""
+        missing = [step for step in self.REQUIRES if step not in self.results]
+        if missing:
+            raise ConfigError(
+                f"{self.subsystem}: assess() needs the evidence of {', '.join(missing)}; run "
+                "those steps' cells first (Run All runs them in order)"
+            )
+        merged: dict[str, Any] = {}
+        for step in self.REQUIRES:
+            merged.update(self.results[step].evidence)
+        return merged
+
+    def basis(self) -> Basis:
+        return Basis(
+            subsystem=self.descriptor,
+            incident=self.ctx.incident_id,
+            end=self.ctx.end,
+            thresholds=dict(self.ctx.thresholds),
+            regions=tuple(self.regions()),
+            runbook=self.ctx.runbook,
+            sources=self.ctx.needed_sources(),
+            window={
+                "start": iso(self.ctx.start),
+                "end": iso(self.ctx.end),
+                "slo_window": self.ctx.slo_window,
+            },
+            slo_window=self.ctx.slo_window,
+        )
+
+    @staticmethod
+    def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
+        """The subsystem's verdict: a pure function of the evidence and the basis."""
+        raise NotImplementedError
+
+    def assess(self) -> Findings:
+        return type(self).judge(self.evidence(), self.basis())
+
+    @property
+    def slo_rows(self) -> list[SloRow]:
+        """The SLO rows judged so far (step evidence ``slo``)."""
+        return [row for r in self.results.values() for row in r.evidence.get("slo", [])]
 
     # -- regions and windows -----------------------------------------------------------
     def regions(self) -> list[str]:
@@ -85,11 +154,11 @@ class Diagnosis:
 
     # -- Prometheus ----------------------------------------------------------------------
     def instant_raw(self, promql: str) -> pd.DataFrame:
-        source = self.ctx.metric_source
+        source = self.ctx.wanted("metrics")
         if source is None:
             return EMPTY
         result = self.ctx.attempt(
-            "prometheus", lambda: source.instant_query(InstantQuery(promql, self.ctx.end))
+            "metrics", lambda: source.instant_query(InstantQuery(promql, self.ctx.end))
         )
         return vector_frame(result) if result is not None else EMPTY
 
@@ -98,7 +167,7 @@ class Diagnosis:
 
     def series(self, key: str, **params: Any) -> pd.DataFrame:
         """Range query over the lookback, rate window ``ctx.rate_window`` unless given."""
-        source = self.ctx.metric_source
+        source = self.ctx.wanted("metrics")
         if source is None:
             return EMPTY
         params.setdefault("window", self.ctx.rate_window)
@@ -111,7 +180,7 @@ class Diagnosis:
         promql = self.ctx.signals.render(key, self.ctx.scope, **params)
         step = choose_step(self.ctx.start, self.ctx.end)
         request = RangeQuery(promql, self.ctx.start, self.ctx.end, step)
-        result = self.ctx.attempt("prometheus", lambda: source.range_query(request))
+        result = self.ctx.attempt("metrics", lambda: source.range_query(request))
         return matrix_frame(result) if result is not None else EMPTY
 
     def top(self, key: str, label: str) -> pd.DataFrame:
@@ -122,10 +191,11 @@ class Diagnosis:
         df = df[df[VALUE] > 0].sort_values(VALUE, ascending=False)
         return df[[c for c in ("region", label, VALUE) if c in df.columns]].reset_index(drop=True)
 
-    def slo(self, specs: Sequence[SloSpec]) -> pd.DataFrame:
-        """One row per (SLO, region) judged over the SLO window at ``end``."""
-        self.slo_rows = self.slo_rows_for(specs, self.ctx.slo_window, self.ctx.thresholds)
-        return slo_frame(self.slo_rows)
+    def slo(self, specs: Sequence[SloSpec] | None = None) -> list[SloRow]:
+        """One row per (SLO, region) judged over the SLO window at ``end``; the descriptor's
+        SLOs unless given."""
+        chosen = self.descriptor.slos if specs is None else specs
+        return self.slo_rows_for(chosen, self.ctx.slo_window, self.ctx.thresholds)
 
     def slo_rows_for(
         self,
@@ -154,15 +224,19 @@ class Diagnosis:
         return rows
 
     # -- pod logs ------------------------------------------------------------------------
-    def logs(self, app_key: str, since: datetime | None = None) -> LogEvidence:
-        source = self.ctx.log_source
+    def logs(self, app_key: str | None = None, since: datetime | None = None) -> LogEvidence:
+        """The subsystem's pods' logs (the descriptor's app unless given), ERRORs grouped."""
+        source = self.ctx.wanted("logs")
         empty = LogEvidence(pd.DataFrame(), pd.DataFrame(), [])
         if source is None:
-            self.notes.append("Pod logs: no kubeconfig given, so no log evidence.")
+            self.notes.append("Pod logs: no log source given, so no log evidence.")
             return empty
+        app_key = app_key or self.descriptor.log_app
+        if app_key is None:
+            raise ConfigError(f"subsystem {self.subsystem!r} names no log_app; set one")
         cfg = self.ctx.signals.doc.logs
         batch = self.ctx.attempt(
-            "kubernetes",
+            "logs",
             lambda: collect_logs(
                 source,
                 cfg.namespace,
@@ -177,27 +251,35 @@ class Diagnosis:
             ),
         )
         if batch is None:
-            self.notes.append(f"Pod logs unavailable: {self.ctx.sources['kubernetes']}")
+            self.notes.append(f"Pod logs unavailable: {self.ctx.state_of('logs')}")
             return empty
         lines = log_analysis.frame(batch.lines)
         failures = [f"{f.pod or f.region}: {f.message}" for f in batch.errors]
         return LogEvidence(lines, log_analysis.failure_signatures(lines), failures)
 
     # -- dead-letter queues ----------------------------------------------------------------
-    def dlq(self, kind: str, sample_size: int = 100) -> DlqEvidence:
-        source = self.ctx.queue_source
+    def dlq(
+        self, kind: str | None = None, sample_size: int = 100, window: str | None = None
+    ) -> DlqEvidence:
+        """The DLQ (the descriptor's unless given) per region: depth and a sample read without
+        deleting or hiding; growth counts messages that first failed within ``window``."""
+        source = self.ctx.wanted("queues")
         empty = DlqEvidence(pd.DataFrame(), dlq_analysis.frame([]), {}, pd.Series(dtype=float))
         if source is None:
-            self.notes.append("DLQ: no AWS endpoint given, so no DLQ evidence.")
+            self.notes.append("DLQ: no queue source given, so no DLQ evidence.")
             return empty
+        kind = kind or self.descriptor.dlq_kind
+        if kind is None:
+            raise ConfigError(f"subsystem {self.subsystem!r} names no dlq_kind; set one")
         names = self.ctx.signals.doc.dlq.queues[kind]
-        depth_rows, messages = [], []
+        depth_rows: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
         for region in self.regions():
             ref = QueueRef(region, names.dlq.format(region=region))
-            depth = self.ctx.attempt("sqs", partial(source.depth, ref))
+            depth = self.ctx.attempt("queues", partial(source.depth, ref))
             if depth is None:
                 continue
-            feeding = self.ctx.attempt("sqs", partial(source.source_queues, ref)) or []
+            feeding = self.ctx.attempt("queues", partial(source.source_queues, ref)) or []
             depth_rows.append(
                 {
                     "region": region,
@@ -207,77 +289,18 @@ class Diagnosis:
                 }
             )
             peek = PeekRequest(region, ref.queue_name, sample_size)
-            messages.extend(self.ctx.attempt("sqs", partial(source.peek, peek)) or [])
+            messages.extend(self.ctx.attempt("queues", partial(source.peek, peek)) or [])
         sample = dlq_analysis.frame(messages)
-        return DlqEvidence(
-            pd.DataFrame(depth_rows), sample, self._growth(sample), _endpoint_shares(sample)
-        )
-
-    def _growth(self, sample: pd.DataFrame) -> dict[str, int]:
-        if sample.empty or "first_failed_at" not in sample:
-            return {}
-        since = pd.Timestamp(self.ctx.end) - pd.Timedelta(self.ctx.slo_window)
-        recent = sample[sample["first_failed_at"] >= since]
-        return {str(k): int(v) for k, v in recent.groupby("region").size().items()}
-
-    # -- findings --------------------------------------------------------------------------
-    def findings(
-        self, patterns: Sequence[PatternMatch], *, tenants: Sequence[str] = (), **extra: Any
-    ) -> Findings:
-        unavailable = self.ctx.unavailable()
-        status = status_of(self.slo_rows, patterns, unavailable)
-        regions = sorted(
-            {r for p in patterns for r in p.regions}
-            | {row.region for row in self.slo_rows if row.passed is False}
-        )
-        severity = severity_of(self.subsystem, status, regions, self.regions())
-        book = self.ctx.runbook
-        summary = summarize(self.subsystem, status, patterns, regions, book)
-        if status == "unknown" and unavailable:
-            summary = (
-                f"{self.subsystem}: not enough evidence: "
-                + "; ".join(f"{kind} {self.ctx.sources[kind]}" for kind in unavailable)
-                + "."
-            )
-        summary = summarize(self.subsystem, status, patterns, regions, book)
-        if status == "unknown" and unavailable:
-            gaps = "; ".join(f"{kind} {self.ctx.sources[kind]}" for kind in unavailable)
-            summary = f"{self.subsystem}: not enough evidence: {gaps}."
-        return Findings(
-            subsystem=self.subsystem,
-            incident=self.ctx.incident_id,
-            status=status,
-            severity=severity,
-            summary=summary,
-            patterns=list(patterns),
-            regions=regions,
-            # Background noise names tenants too; only an unhealthy subsystem has affected ones.
-            tenants=list(dict.fromkeys(tenants)) if status in ("failing", "degraded") else [],
-            slo=self.slo_rows,
-            actions=actions_for(patterns, book),
-            escalation=escalation_for(severity, book),
-            sources=dict(self.ctx.sources),
-            window={
-                "start": iso(self.ctx.start),
-                "end": iso(self.ctx.end),
-                "slo_window": self.ctx.slo_window,
-            },
-            **extra,
-        )
+        growth = dlq_analysis.growth_within(sample, self.ctx.end, window or self.ctx.slo_window)
+        return DlqEvidence(pd.DataFrame(depth_rows), sample, growth, _endpoint_shares(sample))
 
 
-def summarize(
-    subsystem: str, status: str, patterns: Sequence[PatternMatch], regions: Sequence[str], book: Any
-) -> str:
-    where = f" in {', '.join(regions)}" if regions else ""
-    if patterns:
-        names = ", ".join(book.patterns[p.id].title for p in patterns)
-        return f"{subsystem}: {names}{where} ({status})."
-    return {
-        "ok": f"{subsystem}: every SLO met; no failure pattern.",
-        "degraded": f"{subsystem}: SLO breached{where}, no known failure pattern matches.",
-        "unknown": f"{subsystem}: not enough evidence; a source did not answer.",
-    }.get(status, f"{subsystem}: {status}{where}.")
+def dlq_growth_rows(evidence: DlqEvidence | None, basis: Basis) -> list[SloRow]:
+    """The DLQ-growth SLO per region; a region whose DLQ could not be read has no data."""
+    read = evidence.read if evidence is not None else []
+    growth = evidence.growth if evidence is not None else {}
+    limit = float(basis.thresholds.get("dlq_growth_max", 0))
+    return dlq_analysis.dlq_growth_rows(growth, basis.regions, read, limit)
 
 
 def slo_frame(rows: Sequence[SloRow]) -> pd.DataFrame:
@@ -295,3 +318,11 @@ def _endpoint_shares(sample: pd.DataFrame) -> pd.Series:
     if sample.empty or "endpoint" not in sample or sample["endpoint"].isna().all():
         return pd.Series(dtype=float)
     return sample["endpoint"].value_counts(normalize=True)
+
+
+def column(evidence: Mapping[str, Any], key: str, name: str = "tenant") -> list[str]:
+    """Column ``name`` of the frame ``evidence[key]``, empty when it has none."""
+    frame = evidence.get(key)
+    if not isinstance(frame, pd.DataFrame) or name not in frame:
+        return []
+    return [str(v) for v in frame[name].tolist()]

@@ -16,124 +16,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pandas as pd
-import requests
 import yaml
 
 from tenancy_diag.analysis import checklist
 from tenancy_diag.analysis.checklist import Check
 from tenancy_diag.analysis.findings import Findings, SloRow
 from tenancy_diag.analysis.frames import VALUE, vector_frame
-from tenancy_diag.diagnosing.api import SLOS as API_SLOS
-from tenancy_diag.diagnosing.controller import SLOS as CONTROLLER_SLOS
-from tenancy_diag.diagnosing.lifecycle import SLOS as LIFECYCLE_SLOS
-from tenancy_diag.diagnosing.policy import SLOS as POLICY_SLOS
-from tenancy_diag.diagnosing.steps import Diagnosis, SloSpec, slo_frame
-from tenancy_diag.diagnosing.webhook import SLOS as WEBHOOK_SLOS
-from tenancy_diag.errors import ConfigError, SourceRejected, SourceUnavailable, shorten
+from tenancy_diag.diagnosing.steps import Diagnosis, slo_frame
+from tenancy_diag.errors import ConfigError
 from tenancy_diag.journaling import AUDIT_SCHEMA, read_jsonl
 from tenancy_diag.signals import DEFAULT_PATH as SIGNALS_PATH
-from tenancy_diag.sources.base import InstantQuery
-from tenancy_diag.sources.recording import record, replay
+from tenancy_diag.sources.base import AlertSource, AlertsRequest, InstantQuery
+from tenancy_diag.subsystems import SloSpec
+from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.times import iso, parse_duration
 
 RULES_PATH = SIGNALS_PATH.parent / "alerts" / "tenancy.rules.yml"
-#: Each subsystem's SLOs, as its diagnosis judges them.
-SUBSYSTEM_SLOS: dict[str, tuple[SloSpec, ...]] = {
-    "controller": CONTROLLER_SLOS,
-    "webhook": WEBHOOK_SLOS,
-    "policy": POLICY_SLOS,
-    "api": API_SLOS,
-    "lifecycle": LIFECYCLE_SLOS,
-}
-ALERTMANAGER = "alertmanager"
-_ALERTMANAGER_TIMEOUT_S = 10.0
 
 
 def _spec(subsystem: str, name: str) -> SloSpec:
-    return next(s for s in SUBSYSTEM_SLOS[subsystem] if s.name == name)
-
-
-# -- Alertmanager: a source of its own, recorded and replayed like the others ------------------
-
-
-@dataclass(frozen=True)
-class AlertsRequest:
-    #: Alertmanager matchers (``subsystem=~"a|b"``), ANDed.
-    filters: tuple[str, ...] = ()
-
-
-@runtime_checkable
-class AlertSource(Protocol):
-    """Answers which alerts are active (not silenced, not inhibited)."""
-
-    name: str
-
-    def alerts(self, request: AlertsRequest) -> list[dict[str, Any]]: ...
-
-
-class AlertmanagerSource:
-    """An :class:`AlertSource` on Alertmanager's API v2."""
-
-    name = ALERTMANAGER
-
-    def __init__(self, url: str, timeout_s: float = _ALERTMANAGER_TIMEOUT_S) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def alerts(self, request: AlertsRequest) -> list[dict[str, Any]]:
-        params: list[tuple[str, str]] = [
-            ("active", "true"),
-            ("silenced", "false"),
-            ("inhibited", "false"),
-            *(("filter", f) for f in request.filters),
-        ]
-        try:
-            response = requests.get(
-                f"{self.url}/api/v2/alerts", params=params, timeout=self.timeout_s
-            )
-        except requests.Timeout as e:
-            raise SourceUnavailable(
-                self.name,
-                f"Alertmanager at {self.url} did not answer in {self.timeout_s:g} s; "
-                "check alertmanager_url",
-            ) from e
-        except requests.RequestException as e:
-            raise SourceUnavailable(
-                self.name,
-                f"Alertmanager at {self.url} is unreachable ({shorten(type(e).__name__)}); "
-                "check alertmanager_url",
-            ) from e
-        if response.status_code != 200:
-            raise SourceRejected(
-                self.name,
-                f"Alertmanager at {self.url} answered {response.status_code} "
-                f"({shorten(response.text, 160)}); check alertmanager_url and the filters",
-            )
-        try:
-            alerts = response.json()
-        except ValueError as e:
-            raise SourceRejected(
-                self.name, f"Alertmanager at {self.url} sent no JSON; is it Alertmanager?"
-            ) from e
-        if not isinstance(alerts, list):
-            raise SourceRejected(self.name, f"Alertmanager at {self.url} sent no list of alerts")
-        return alerts
-
-
-def alert_source(url: str, writer: Any = None, replay_dir: str = "") -> AlertSource | None:
-    """Live (recorded when ``writer`` is given), replayed from ``replay_dir``, or None."""
-    if replay_dir:
-        folder = Path(replay_dir)
-        if (folder / ALERTMANAGER).is_dir():
-            return replay(ALERTMANAGER, folder, AlertSource)
-        return None
-    if not url:
-        return None
-    live = AlertmanagerSource(url)
-    return record(live, writer) if writer is not None else live
+    return subsystems.get(subsystem).slo(name)
 
 
 # -- alerting rules ------------------------------------------------------------------------
@@ -195,17 +100,15 @@ class RecoveryVerification(Diagnosis):
         self,
         *,
         audit_path: str = "",
-        alertmanager_url: str = "",
         verify_window: str = "15m",
         thresholds: Mapping[str, Any] | None = None,
-        replay_dir: str = "",
         rules_path: Path = RULES_PATH,
     ) -> RecoveryVerification:
         parse_duration(verify_window, "verify_window")
         self.audit_path = audit_path
         self.verify_window = verify_window
         self.limits = checklist.merge_thresholds(self.ctx.signals.doc.slos, thresholds or {})
-        self.alerts_source = alert_source(alertmanager_url, self.ctx.writer, replay_dir)
+        self.alerts_source = self.ctx.source("alerts")
         self.rules = load_rules(rules_path)
         return self
 
@@ -232,14 +135,14 @@ class RecoveryVerification(Diagnosis):
         if source is None:
             return None
         request = AlertsRequest(tuple(self._matchers()))
-        alerts = self.ctx.attempt(ALERTMANAGER, partial(source.alerts, request))
+        alerts = self.ctx.attempt("alerts", partial(source.alerts, request))
         if alerts is None:
-            self.notes.append(f"Alertmanager: {self.ctx.sources[ALERTMANAGER]}")
+            self.notes.append(f"Alertmanager: {self.ctx.state_of('alerts')}")
             return None
         return checklist.alertmanager_frame(alerts)
 
     def _matchers(self) -> list[str]:
-        matchers = [f'subsystem=~"{"|".join(SUBSYSTEM_SLOS)}"']
+        matchers = [f'subsystem=~"{"|".join(subsystems.names())}"']
         if self.ctx.scope.regions:
             matchers.append(f'region=~"{"|".join(self.ctx.scope.regions)}"')
         return matchers
@@ -275,8 +178,8 @@ class RecoveryVerification(Diagnosis):
     def check2_slos_met(self) -> tuple[str, pd.DataFrame]:
         """Every subsystem's SLOs over ``slo_window``, as its diagnosis judges them."""
         rows: list[SloRow] = []
-        for subsystem, specs in SUBSYSTEM_SLOS.items():
-            rows += self._judge(subsystem, specs, self.ctx.slo_window)
+        for subsystem in subsystems:
+            rows += self._judge(subsystem.name, subsystem.slos, self.ctx.slo_window)
         return self._rows_item(2, rows)
 
     def check3_queues_drained(self) -> tuple[str, pd.DataFrame]:
@@ -293,11 +196,9 @@ class RecoveryVerification(Diagnosis):
         """Webhook p99 latency over ``verify_window``, and no webhook DLQ message that first
         failed within it (the peeked sample's ``first_failed_at``, as the diagnosis counts)."""
         rows = self._judge("webhook", [_spec("webhook", "latency_p99_ms")], self.verify_window)
-        evidence = self.dlq("webhook")
-        read = evidence.depth["region"].tolist() if "region" in evidence.depth else []
-        growth = checklist.growth_within(evidence.sample, self.ctx.end, self.verify_window)
+        evidence = self.dlq("webhook", window=self.verify_window)
         limit = self.limits["webhook"].get("dlq_growth_max", 0.0)
-        rows += checklist.dlq_growth_rows(growth, self.regions(), read, limit)
+        rows += checklist.dlq_growth_rows(evidence.growth, self.regions(), evidence.read, limit)
         return self._rows_item(5, rows)
 
     def check6_policy_latency(self) -> tuple[str, pd.DataFrame]:
@@ -387,11 +288,11 @@ class RecoveryVerification(Diagnosis):
     # -- helpers -----------------------------------------------------------------------------
     def _instant(self, promql: str) -> pd.DataFrame | None:
         """An instant query at ``end``; None (and a note in ``ctx.sources``) when unanswered."""
-        source = self.ctx.metric_source
+        source = self.ctx.wanted("metrics")
         if source is None:
             return None
         result = self.ctx.attempt(
-            "prometheus", lambda: source.instant_query(InstantQuery(promql, self.ctx.end))
+            "metrics", lambda: source.instant_query(InstantQuery(promql, self.ctx.end))
         )
         return vector_frame(result) if result is not None else None
 

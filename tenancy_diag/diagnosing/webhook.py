@@ -2,51 +2,70 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import pandas as pd
-from matplotlib.figure import Figure
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
-from tenancy_diag.analysis.findings import Findings, SloRow
-from tenancy_diag.diagnosing.steps import EMPTY, Diagnosis, DlqEvidence, LogEvidence, SloSpec
-
-SLOS = (
-    SloSpec(
-        "latency_p99_ms",
-        "webhook.latency_quantile",
-        "latency_p99_ms_max",
-        "<",
-        "ms",
-        (("quantile", "0.99"),),
-    ),
-    SloSpec("failure_ratio", "webhook.failure_ratio", "failure_ratio_max", "<", "ratio"),
+from tenancy_diag.analysis.findings import Findings
+from tenancy_diag.diagnosing.judging import Basis, conclude
+from tenancy_diag.diagnosing.steps import (
+    Diagnosis,
+    StepResult,
+    column,
+    dlq_growth_rows,
+    slo_frame,
 )
+
+
+def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
+    """Webhook storm: failures concentrated on few endpoints, in the DLQ as in the metrics.
+
+    DLQ growth is an SLO row per region; a region whose DLQ could not be read has no data."""
+    dlq = evidence["dlq"]
+    slo = [*evidence["slo"], *dlq_growth_rows(dlq, basis)]
+    match, offenders = patterns.webhook_storm(
+        slo=slo,
+        endpoints=evidence["endpoints"],
+        codes=evidence["codes"],
+        dlq_endpoints=dlq.endpoints,
+        failure_ratio=evidence["ratio"],
+        failure_ratio_max=basis.thresholds["failure_ratio_max"],
+    )
+    return conclude(
+        basis,
+        [match] if match else [],
+        slo,
+        tenants=column(evidence, "tenants"),
+        endpoints=offenders,
+    )
 
 
 @dataclass
 class WebhookDiagnosis(Diagnosis):
     subsystem: str = "webhook"
-    ratio: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    endpoints: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    codes: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    tenants: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    log: LogEvidence | None = None
-    dlq_evidence: DlqEvidence | None = None
+    REQUIRES: ClassVar[tuple[str, ...]] = (
+        "step1_overview",
+        "step2_trends",
+        "step3_endpoints",
+        "step4_dlq",
+    )
+    judge = staticmethod(judge)
 
-    def step1_overview(self) -> pd.DataFrame:
+    def step1_overview(self) -> StepResult:
         """Dashboard `Webhook Delivery`: the SLO table (DLQ growth is judged in step 4)."""
-        return self.slo(SLOS)
+        rows = self.slo()
+        return self._done("step1_overview", slo_frame(rows), slo=rows)
 
-    def step2_trends(self) -> list[Figure]:
+    def step2_trends(self) -> StepResult:
         """webhook_failures_total and webhook_latency_ms trends."""
-        self.ratio = self.series("webhook.failure_ratio")
+        ratio = self.series("webhook.failure_ratio")
         latency = self.series("webhook.latency_quantile", quantile="0.99")
         start, th = self.ctx.incident_start, self.ctx.thresholds
-        return [
+        figures = [
             plots.timeseries(
-                self.ratio,
+                ratio,
                 "region",
                 "Webhook failure ratio",
                 threshold=th["failure_ratio_max"],
@@ -61,46 +80,26 @@ class WebhookDiagnosis(Diagnosis):
                 ylabel="ms",
             ),
         ]
+        return self._done("step2_trends", figures, ratio=ratio)
 
-    def step3_endpoints(self) -> tuple[pd.DataFrame, Figure]:
+    def step3_endpoints(self) -> StepResult:
         """Endpoints with persistent failures, and the failure codes."""
-        self.endpoints = self.top("webhook.top_endpoints", "endpoint")
-        self.codes = self.instant("webhook.failures_by_code", window=self.incident_window())
-        self.tenants = self.top("webhook.top_tenants", "tenant")
-        return self.endpoints, plots.bars(
-            self.endpoints, "endpoint", "Endpoints with the most failed deliveries (per second)"
+        endpoints = self.top("webhook.top_endpoints", "endpoint")
+        codes = self.instant("webhook.failures_by_code", window=self.incident_window())
+        tenants = self.top("webhook.top_tenants", "tenant")
+        figure = plots.bars(
+            endpoints, "endpoint", "Endpoints with the most failed deliveries (per second)"
+        )
+        return self._done(
+            "step3_endpoints", endpoints, figure, endpoints=endpoints, codes=codes, tenants=tenants
         )
 
-    def step4_dlq(self) -> DlqEvidence:
+    def step4_dlq(self) -> StepResult:
         """Recent DLQ inserts (the `aws sqs receive-message` step, without consuming)."""
-        self.dlq_evidence = self.dlq("webhook")
-        return self.dlq_evidence
+        dlq = self.dlq()
+        return self._done("step4_dlq", dlq, dlq=dlq)
 
-    def step5_endpoint_availability(self) -> pd.DataFrame:
+    def step5_endpoint_availability(self) -> StepResult:
         """Endpoint availability as the dispatcher's logs report it (the synthetic-probe step)."""
-        self.log = self.logs("webhook")
-        return self.log.signatures
-
-    def assess(self) -> Findings:
-        dlq_endpoints = self.dlq_evidence.endpoints if self.dlq_evidence else pd.Series(dtype=float)
-        growth = self.dlq_evidence.growth if self.dlq_evidence else {}
-        self._dlq_slo(growth)
-        match, offenders = patterns.webhook_storm(
-            slo=self.slo_rows,
-            endpoints=self.endpoints,
-            codes=self.codes,
-            dlq_endpoints=dlq_endpoints,
-            failure_ratio=self.ratio,
-            failure_ratio_max=self.ctx.thresholds["failure_ratio_max"],
-        )
-        tenants = self.tenants["tenant"].tolist() if "tenant" in self.tenants else []
-        return self.findings([match] if match else [], tenants=tenants, endpoints=offenders)
-
-    def _dlq_slo(self, growth: dict[str, int]) -> None:
-        if self.dlq_evidence is None or self.dlq_evidence.depth.empty:
-            return
-        limit = float(self.ctx.thresholds.get("dlq_growth_max", 0))
-        for region in self.regions():
-            self.slo_rows.append(
-                SloRow("dlq_growth", region, float(growth.get(region, 0)), limit, "<=", "messages")
-            )
+        log = self.logs()
+        return self._done("step5_endpoint_availability", log.signatures, log=log)

@@ -35,6 +35,7 @@ from tenancy_diag.signals import Signals
 from tenancy_diag.sources.admin_api import AdminApiClient
 from tenancy_diag.sources.base import InstantQuery
 from tenancy_diag.sources.prometheus import PrometheusSource
+from tenancy_diag.sources.registry import registry as source_kinds
 from tenancy_diag.times import parse_time
 
 #: Parameters every remediation notebook declares.
@@ -148,7 +149,7 @@ def open_session(procedure: str, params: Mapping[str, Any]) -> Session:
     missing = [name for name in COMMON if name not in params]
     if missing:
         raise ConfigError(f"the parameters cell lacks {', '.join(missing)}; add them")
-    params = {**params, **notebook_fallbacks(params)}
+    params = {**params, **notebook_fallbacks(params, source_kinds.env_variables())}
     book = runbook_mod.default()
     if procedure not in book.remediations:
         raise ConfigError(

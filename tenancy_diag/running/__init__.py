@@ -20,13 +20,13 @@ from tenancy_diag.running.bundles import (
 )
 from tenancy_diag.running.catalog import (
     POSTMORTEM_NOTEBOOK,
-    REMEDIATION_NOTEBOOKS,
-    SUBSYSTEM_NOTEBOOKS,
     VERIFICATION_NOTEBOOK,
     NotebookCatalog,
     NotebookEntry,
     catalog_from,
     default_catalog,
+    remediation_notebooks,
+    subsystem_notebooks,
 )
 from tenancy_diag.running.coercing import Given
 from tenancy_diag.running.commands import add_commands
@@ -39,8 +39,6 @@ from tenancy_diag.running.summary import build_summary
 __all__ = [
     "MANIFEST_SCHEMA",
     "POSTMORTEM_NOTEBOOK",
-    "REMEDIATION_NOTEBOOKS",
-    "SUBSYSTEM_NOTEBOOKS",
     "SUMMARY_SCHEMA",
     "VERIFICATION_NOTEBOOK",
     "AuditRecord",
@@ -69,6 +67,8 @@ __all__ = [
     "read_files",
     "read_manifest",
     "redact_command",
+    "remediation_notebooks",
     "rerun",
+    "subsystem_notebooks",
     "verify_bundle",
 ]

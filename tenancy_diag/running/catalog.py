@@ -12,40 +12,33 @@ from pathlib import Path
 
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.naming import check_name
+from tenancy_diag.subsystems import registry as subsystems
+from tenancy_diag.subsystems import remediation_notebook
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "notebooks"
 
-#: Subsystem -> notebook, in the runbook's Diagnostic Workflow order (what ``all`` runs).
-SUBSYSTEM_NOTEBOOKS: dict[str, str] = {
-    "controller": "controller_health",
-    "webhook": "webhook_delivery",
-    "policy": "policy_evaluation",
-    "api": "api_health",
-    "lifecycle": "lifecycle_orchestration",
-}
-#: Runbook Remediation Procedure -> its notebook (each acts on one subsystem).
-REMEDIATION_NOTEBOOKS: dict[str, str] = {
-    "controller_restart": "remediation_controller_restart",
-    "webhook_requeue": "remediation_webhook_requeue",
-    "policy_cache_refresh": "remediation_policy_cache_refresh",
-    "api_rate_limit_adjustment": "remediation_api_rate_limit_adjustment",
-    "migration_rollback": "remediation_migration_rollback",
-}
 #: After the diagnosis: the runbook's Verification After Recovery and its postmortem.
 VERIFICATION_NOTEBOOK = "verification_after_recovery"
 POSTMORTEM_NOTEBOOK = "postmortem"
 ALL = "all"
-_SUBSYSTEM_OF = {
-    **{notebook: subsystem for subsystem, notebook in SUBSYSTEM_NOTEBOOKS.items()},
-    **{
-        notebook: subsystem
-        for notebook, subsystem in zip(
-            REMEDIATION_NOTEBOOKS.values(), SUBSYSTEM_NOTEBOOKS, strict=True
-        )
-    },
-    VERIFICATION_NOTEBOOK: "recovery",
-    POSTMORTEM_NOTEBOOK: "postmortem",
-}
+_NOT_SUBSYSTEMS = {VERIFICATION_NOTEBOOK: "recovery", POSTMORTEM_NOTEBOOK: "postmortem"}
+
+
+def subsystem_notebooks() -> dict[str, str]:
+    """Subsystem -> its notebook, in the runbook's Diagnostic Workflow order (what ``all``
+    runs), from the subsystem descriptors."""
+    return {s.name: s.notebook for s in subsystems}
+
+
+def remediation_notebooks() -> dict[str, str]:
+    """Runbook Remediation Procedure -> its notebook, from the subsystem descriptors."""
+    return {p: remediation_notebook(p) for s in subsystems for p in s.remediations}
+
+
+def subsystem_of(notebook: str) -> str:
+    """The subsystem a notebook diagnoses or remediates (its own name when none)."""
+    found = subsystems.by_notebook(notebook)
+    return found.name if found else _NOT_SUBSYSTEMS.get(notebook, notebook)
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,7 @@ class NotebookCatalog:
             raise ConfigError(
                 f"notebook {name!r} points at {path}, which is not a file; fix the path"
             )
-        entry = NotebookEntry(name, path.resolve(), subsystem or _SUBSYSTEM_OF.get(name, name))
+        entry = NotebookEntry(name, path.resolve(), subsystem or subsystem_of(name))
         self._entries[name] = entry
         return entry
 
@@ -89,21 +82,22 @@ class NotebookCatalog:
             if item == ALL:
                 wanted.extend(self._all())
             else:
-                wanted.append(SUBSYSTEM_NOTEBOOKS.get(item, item))
+                wanted.append(subsystem_notebooks().get(item, item))
         return [self.entry(name) for name in dict.fromkeys(wanted)]
 
     def _all(self) -> list[str]:
-        missing = [n for n in SUBSYSTEM_NOTEBOOKS.values() if n not in self._entries]
+        notebooks = list(subsystem_notebooks().values())
+        missing = [n for n in notebooks if n not in self._entries]
         if missing:
             where = f" in {self.folder}" if self.folder else ""
             raise ConfigError(
                 f"`all` needs the notebooks {', '.join(missing)}, missing{where}; add them or "
                 "name the notebooks to run"
             )
-        return list(SUBSYSTEM_NOTEBOOKS.values())
+        return notebooks
 
     def _valid(self) -> str:
-        aliases = [a for a, n in SUBSYSTEM_NOTEBOOKS.items() if n in self._entries]
+        aliases = [a for a, n in subsystem_notebooks().items() if n in self._entries]
         return ", ".join([*self.names(), *aliases, ALL]) if self._entries else "(none registered)"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from tenancy_diag import settings
 from tenancy_diag.arguments import positive_int
-from tenancy_diag.errors import ConfigError, TenancyDiagError
+from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
 from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
@@ -28,17 +28,7 @@ from tenancy_diag.running.progress import for_stream
 from tenancy_diag.running.rerun import rerun
 from tenancy_diag.running.runs import DEFAULT_CELL_TIMEOUT_S, RunResult, execute_run, plan_run
 from tenancy_diag.running.sample import load_sample, with_replay
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-#: Named flag -> (notebook parameter, environment fallback). The environment is read here only.
-_SOURCE_FLAGS = {
-    "prometheus_url": "TENANCY_DIAG_PROMETHEUS_URL",
-    "kubeconfig": "TENANCY_DIAG_KUBECONFIG",
-    "aws_endpoint_url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
-    "tenancy_api_url": "TENANCY_DIAG_TENANCY_API_URL",
-}
-_ENV_END = "TENANCY_DIAG_END"
+from tenancy_diag.sources.registry import registry as source_kinds
 
 
 def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog) -> None:
@@ -51,9 +41,9 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
         help="notebooks or subsystems (controller, webhook, policy, api, lifecycle), or all",
     )
     run.add_argument("--incident", required=True, help="incident id; names the bundle folder")
-    for flag, env in _SOURCE_FLAGS.items():
+    for kind in source_kinds:
         run.add_argument(
-            f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"default: ${env}"
+            kind.flag, dest=kind.parameter, default=None, help=f"{kind.help}; default: ${kind.env}"
         )
     run.add_argument(
         "--region",
@@ -66,7 +56,7 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
     run.add_argument(
         "--end",
         default=None,
-        help=f"end of the window (ISO-8601, Unix s, now); default: ${_ENV_END} or now",
+        help=f"end of the window (ISO-8601, Unix s, now); default: ${settings.ENV_END} or now",
     )
     run.add_argument("--lookback", default=None, help="window length, e.g. 3h")
     run.add_argument(
@@ -138,16 +128,19 @@ def named_parameters(
     """The named flags as parameters, each falling back to its environment variable."""
     env = os.environ if env is None else env
     named: dict[str, Given] = {}
-    for name, variable in {**_SOURCE_FLAGS, "end": _ENV_END}.items():
+    for name in [*source_kinds.parameters(), "end"]:
+        variable = source_kinds.env_variables()[name]
         flag = f"--{name.replace('_', '-')}"
-        if getattr(args, name) is not None:
+        if getattr(args, name, None) is not None:
             named[name] = Given(getattr(args, name), flag, strict=False)
         elif env.get(variable):
             named[name] = Given(env[variable], f"${variable}", strict=False)
-    if named.get("kubeconfig") and named["kubeconfig"].value:
-        # Kernels run inside the bundle folder, where a relative path means something else.
-        path = Path(named["kubeconfig"].value).expanduser().resolve()
-        named["kubeconfig"] = Given(str(path), named["kubeconfig"].origin, strict=False)
+    for kind in source_kinds:
+        given = named.get(kind.parameter)
+        if kind.is_path and given is not None and given.value:
+            # Kernels run inside the bundle folder, where a relative path means something else.
+            path = Path(given.value).expanduser().resolve()
+            named[kind.parameter] = Given(str(path), given.origin, strict=False)
     for name in ("regions", "tenant", "lookback"):
         if getattr(args, name) is not None:
             flag = "--region" if name == "regions" else f"--{name}"
@@ -163,7 +156,7 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
         if replay_dir is not None:
             # A replay contacts no source: live endpoints (say, exported for a sandbox) would
             # only land in the manifest as if they had been used.
-            named = {k: v for k, v in named.items() if k not in _SOURCE_FLAGS}
+            named = {k: v for k, v in named.items() if k not in source_kinds.parameters()}
         # The sample's recorded window comes last: any other window would miss its recording.
         given = merge(
             read_files(args.params_files), named, parse_assignments(args.params), sample_given
@@ -204,12 +197,12 @@ def _skip(out: Path, command: list[str], bundle: Bundle) -> int:
             incident=bundle.incident,
             run_id=bundle.run_id,
             result="skipped: this run id already has an intact bundle",
-            exit_code=EXIT_OK,
+            exit_code=ExitCode.OK,
         ),
     )
     print(f"tenancy-diag: run {bundle.run_id} already finished; reusing it", file=sys.stderr)
     print(bundle.root / INDEX)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _replay_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, Given]]:
@@ -255,7 +248,7 @@ def _finish(
         problems.append(f"{len(result.failed)} notebook(s) failed: {details}")
     if extra_failure:
         problems.append(extra_failure)
-    code = EXIT_FAILED if problems else EXIT_OK
+    code = ExitCode.FAILED if problems else ExitCode.OK
     append_audit(
         out,
         AuditRecord(
@@ -288,6 +281,6 @@ def _audit_refusal(
                 incident=incident,
                 run_id=None,
                 result=f"refused: {error}",
-                exit_code=EXIT_BAD_INPUT,
+                exit_code=ExitCode.BAD_INPUT,
             ),
         )

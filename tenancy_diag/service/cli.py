@@ -15,17 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from tenancy_diag.arguments import positive_float, positive_int
 from tenancy_diag.errors import TenancyDiagError
+from tenancy_diag.sources.registry import registry as source_kinds
 
 if TYPE_CHECKING:
     from tenancy_diag.service.app import ServiceConfig
-
-#: Source flag -> the environment variable the runner would fall back to.
-_SOURCES = {
-    "--prometheus-url": "TENANCY_DIAG_PROMETHEUS_URL",
-    "--kubeconfig": "TENANCY_DIAG_KUBECONFIG",
-    "--aws-endpoint-url": "TENANCY_DIAG_AWS_ENDPOINT_URL",
-    "--tenancy-api-url": "TENANCY_DIAG_TENANCY_API_URL",
-}
 
 
 def add_serve_command(subparsers: Any) -> None:
@@ -51,8 +44,8 @@ def add_serve_command(subparsers: Any) -> None:
         help="local, file:///dir, s3://bucket/prefix, http(s)://url[#slack|#pagerduty] "
         "(repeatable; default: local)",
     )
-    for flag, env in _SOURCES.items():
-        add(flag, default=None, help=f"passed to every run; default: ${env}")
+    for kind in source_kinds:
+        add(kind.flag, default=None, help=f"{kind.help}; passed to every run; default: ${kind.env}")
     add(
         "--runner-arg",
         dest="runner_args",
@@ -71,13 +64,13 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
 
     env = dict(os.environ) if env is None else env
     sources = {}
-    for flag, variable in _SOURCES.items():
-        value = getattr(args, flag.removeprefix("--").replace("-", "_")) or env.get(variable)
+    for kind in source_kinds:
+        value = getattr(args, kind.parameter, None) or env.get(kind.env)
+        if value and kind.is_path:
+            # Runs start in bundle folders, where a relative path means something else.
+            value = str(Path(value).expanduser().resolve())
         if value:
-            sources[flag] = value
-    if "--kubeconfig" in sources:
-        # Runs start in bundle folders, where a relative path means something else.
-        sources["--kubeconfig"] = str(Path(sources["--kubeconfig"]).expanduser().resolve())
+            sources[kind.flag] = value
     return ServiceConfig(
         listen=args.listen,
         state_dir=args.state.resolve(),

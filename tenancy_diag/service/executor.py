@@ -33,9 +33,8 @@ import psutil
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.bundles import MANIFEST
 from tenancy_diag.service.jobs import Job
+from tenancy_diag.sources.registry import registry as source_kinds
 
-#: Source flags the runner takes; anything else in ``sources`` is a configuration mistake.
-SOURCE_FLAGS = ("--prometheus-url", "--kubeconfig", "--aws-endpoint-url", "--tenancy-api-url")
 #: Seconds between SIGTERM and SIGKILL when a run is stopped.
 GRACE_S = 5.0
 _STDERR_TAIL_CHARS = 2000
@@ -80,10 +79,11 @@ class SubprocessExecutor:
         extra_args: Sequence[str] = (),
         grace_s: float = GRACE_S,
     ) -> None:
-        unknown = sorted(set(sources) - set(SOURCE_FLAGS))
+        flags = [kind.flag for kind in source_kinds]
+        unknown = sorted(set(sources) - set(flags))
         if unknown:
             raise ConfigError(
-                f"unknown source flag(s) {', '.join(unknown)}; use {', '.join(SOURCE_FLAGS)}"
+                f"unknown source flag(s) {', '.join(unknown)}; use {', '.join(flags)}"
             )
         self.out = out.resolve()
         self.sources = {flag: value for flag, value in sources.items() if value}

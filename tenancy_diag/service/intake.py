@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tenancy_diag.errors import ConfigError, TenancyDiagError, shorten
-from tenancy_diag.running.catalog import SUBSYSTEM_NOTEBOOKS
 from tenancy_diag.running.naming import check_name
+from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.times import iso
 
 Kind = Literal["alert", "incident"]
@@ -25,8 +25,6 @@ Status = Literal["firing", "resolved"]
 
 #: The Alertmanager webhook payload version this parser understands.
 ALERTMANAGER_VERSION = "4"
-#: Subsystems in the runbook's order; the catalog is the one source of truth.
-SUBSYSTEMS: tuple[str, ...] = tuple(SUBSYSTEM_NOTEBOOKS)
 #: The only labels that reach notebook parameters.
 ALLOWED_LABELS = ("subsystem", "region", "tenant", "severity")
 #: The label that, when present, names the incident instead of the derived ``am-…`` id.
@@ -201,9 +199,11 @@ def _allowlisted(label_sets: Iterable[Mapping[str, str]]) -> dict[str, list[str]
 
 def _check_label(name: str, value: str) -> str:
     if name == "subsystem":
-        if value not in SUBSYSTEMS:
+        if value not in subsystems:
             raise Rejection(
-                422, f"unknown subsystem {shorten(value, 60)!r}; use one of {', '.join(SUBSYSTEMS)}"
+                422,
+                f"unknown subsystem {shorten(value, 60)!r}; use one of "
+                + ", ".join(subsystems.names()),
             )
         return value
     pattern, hint = _SHAPES[name]
@@ -216,9 +216,9 @@ def _subsystems(received: Mapping[str, list[str]]) -> tuple[str, ...]:
     wanted = set(received.get("subsystem", ()))
     if not wanted:
         raise Rejection(
-            422, f"no subsystem given; label the alert with one of {', '.join(SUBSYSTEMS)}"
+            422, f"no subsystem given; label the alert with one of {', '.join(subsystems.names())}"
         )
-    return tuple(s for s in SUBSYSTEMS if s in wanted)
+    return tuple(s for s in subsystems.names() if s in wanted)
 
 
 def _one(received: Mapping[str, list[str]], name: str) -> str | None:

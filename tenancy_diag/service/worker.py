@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tenancy_diag.errors import TenancyDiagError, shorten
+from tenancy_diag.errors import ExitCode, TenancyDiagError, shorten
 from tenancy_diag.running.bundles import SUMMARY, move_aside, new_run_id
 from tenancy_diag.service.executor import Execution, Executor
 from tenancy_diag.service.jobs import Job
@@ -30,7 +30,6 @@ from tenancy_diag.service.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 #: The runner's exit code for bad input: running it again cannot help.
-EXIT_BAD_INPUT = 2
 # The sentences the sources' SourceUnavailable errors use; a replay miss or a rejected query
 # also reads "unavailable: ..." in findings, but trying again gives the same answer.
 _UNANSWERED = re.compile(r"did not answer|unreachable")
@@ -50,7 +49,7 @@ def judge(execution: Execution, run_timeout_s: float) -> Verdict:
     if execution.timed_out:
         return Verdict("retry", f"the run exceeded its {run_timeout_s:g} s timeout", "error")
     last_line = _last_line(execution.stderr_tail)
-    if execution.exit_code == EXIT_BAD_INPUT:
+    if execution.exit_code == ExitCode.BAD_INPUT:
         return Verdict("fail", f"the runner refused the job: {last_line}", "error")
     if not execution.complete:
         return Verdict(

@@ -115,3 +115,28 @@ class AdminSource(Protocol):
     name: str
 
     def jobs(self, request: JobsRequest) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class AlertsRequest:
+    #: Alertmanager matchers (``subsystem=~"a|b"``), ANDed.
+    filters: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class AlertSource(Protocol):
+    """Answers which alerts are active (not silenced, not inhibited)."""
+
+    name: str
+
+    def alerts(self, request: AlertsRequest) -> list[dict[str, Any]]: ...
+
+
+#: The Protocol a source of each role answers (see ``tenancy_diag.subsystems.ROLES``).
+ROLE_PROTOCOLS: dict[str, type] = {
+    "metrics": MetricSource,
+    "logs": LogSource,
+    "queues": QueueSource,
+    "admin": AdminSource,
+    "alerts": AlertSource,
+}

@@ -1,67 +1,206 @@
-"""One registry of data-source kinds: ``register(kind, factory)``, ``create(kind, settings)``.
+"""One registry of data-source kinds: a :class:`SourceKind` descriptor each, registered once.
 
-The registry is filled at import with the built-in kinds; another package can register its
-own (say, a Thanos metric source) without touching this one. The module-level registry is
-only a default: anything that creates sources accepts ``registry=``.
+Everything about a kind is derived from its descriptor, as papermill derives everything about
+an engine from one ``register()`` call: the runner's and the service's flag (``--<parameter>``),
+the environment fallback (``TENANCY_DIAG_<PARAMETER>``), the notebook parameter that carries its
+endpoint, how a notebook's context builds, records and replays it, and which role it plays for
+a verdict. Another package registers its own kind (say, Loki for logs) from a plugin module
+(see :mod:`tenancy_diag.plugins`); the module-level registry is only a default, and anything
+that creates sources accepts ``registry=``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.redacting import Redactor
+from tenancy_diag.settings import (
+    WINDOW_ENV_FALLBACKS,
+    AdminApiSettings,
+    AlertmanagerSettings,
+    KubeSettings,
+    PrometheusSettings,
+    SqsSettings,
+    read_token,
+)
+from tenancy_diag.sources.base import (
+    ROLE_PROTOCOLS,
+    AdminSource,
+    AlertSource,
+    LogSource,
+    MetricSource,
+    QueueSource,
+)
+from tenancy_diag.subsystems import Role
 
-Factory = Callable[..., Any]
+#: Builds a live source from the endpoint given for it (a URL or a path) and the run's redactor.
+Factory = Callable[[str, Redactor], Any]
+ENV_PREFIX = "TENANCY_DIAG_"
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A kind of data source, and every name it goes by."""
+
+    #: Kind name: in ``findings.sources``, snapshot folders and error messages.
+    name: str
+    #: The evidence it gives (metrics, logs, queues, admin, alerts); its Protocol follows.
+    role: Role
+    #: Notebook parameter holding its endpoint (empty: not configured).
+    parameter: str
+    factory: Factory
+    #: One line for ``--help`` and the parameters cell.
+    help: str = ""
+    #: The endpoint is a file path: the runner hands kernels an absolute one.
+    is_path: bool = False
+
+    @property
+    def protocol(self) -> type:
+        return ROLE_PROTOCOLS[self.role]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.parameter.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.parameter.upper()
+
+    def create(self, endpoint: str, redactor: Redactor) -> Any:
+        return self.factory(endpoint, redactor)
 
 
 class SourceRegistry:
     def __init__(self) -> None:
-        self._factories: dict[str, Factory] = {}
+        self._kinds: dict[str, SourceKind] = {}
 
-    def register(self, kind: str, factory: Factory) -> None:
-        self._factories[kind] = factory
+    def register(self, kind: SourceKind, *, replace: bool = False) -> SourceKind:
+        if kind.role not in ROLE_PROTOCOLS:
+            raise ConfigError(
+                f"source kind {kind.name!r} plays unknown role {kind.role!r}; valid: "
+                + ", ".join(ROLE_PROTOCOLS)
+            )
+        clash = [
+            k.name
+            for k in self._kinds.values()
+            if k.name != kind.name and k.parameter == kind.parameter
+        ]
+        if clash:
+            raise ConfigError(
+                f"source kind {kind.name!r} reuses parameter {kind.parameter!r} of {clash[0]!r}"
+            )
+        if kind.name in self._kinds and not replace:
+            raise ConfigError(
+                f"source kind {kind.name!r} is already registered; pass replace=True to override"
+            )
+        self._kinds[kind.name] = kind
+        return kind
+
+    def unregister(self, name: str) -> None:
+        self._kinds.pop(name, None)
 
     def kinds(self) -> tuple[str, ...]:
-        return tuple(sorted(self._factories))
+        return tuple(sorted(self._kinds))
 
-    def create(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+    def __iter__(self) -> Iterator[SourceKind]:
+        return iter(tuple(self._kinds.values()))
+
+    def get(self, name: str) -> SourceKind:
         try:
-            factory = self._factories[kind]
+            return self._kinds[name]
         except KeyError:
             raise ConfigError(
-                f"unknown source kind {kind!r}; valid kinds: {', '.join(self.kinds())}"
+                f"unknown source kind {name!r}; valid kinds: {', '.join(self.kinds())}"
             ) from None
-        return factory(*args, **kwargs)
 
+    def parameters(self) -> tuple[str, ...]:
+        """Every kind's notebook parameter, in registration order."""
+        return tuple(k.parameter for k in self._kinds.values())
 
-def _prometheus(*args: Any, **kwargs: Any) -> Any:
-    from tenancy_diag.sources.prometheus import PrometheusSource
+    def create(self, name: str, endpoint: str, redactor: Redactor) -> Any:
+        return self.get(name).create(endpoint, redactor)
 
-    return PrometheusSource(*args, **kwargs)
+    def by_parameter(self, parameter: str) -> SourceKind | None:
+        return next((k for k in self._kinds.values() if k.parameter == parameter), None)
 
-
-def _kubernetes(*args: Any, **kwargs: Any) -> Any:
-    from tenancy_diag.sources.kube_logs import KubeLogSource
-
-    return KubeLogSource(*args, **kwargs)
-
-
-def _sqs(*args: Any, **kwargs: Any) -> Any:
-    from tenancy_diag.sources.sqs import SqsQueueSource
-
-    return SqsQueueSource(*args, **kwargs)
-
-
-def _admin_api(*args: Any, **kwargs: Any) -> Any:
-    from tenancy_diag.sources.admin_api import AdminApiClient
-
-    return AdminApiClient(*args, **kwargs)
+    def env_variables(self) -> dict[str, str]:
+        """Notebook parameter -> environment variable, for every kind and the window: the one
+        flag/environment table the runner, the service and the lab read."""
+        return {**{k.parameter: k.env for k in self._kinds.values()}, **WINDOW_ENV_FALLBACKS}
 
 
 # Imports are deferred so a notebook that needs only Prometheus never pays for boto3.
+def _prometheus(url: str, redactor: Redactor) -> MetricSource:
+    from tenancy_diag.sources.prometheus import PrometheusSource
+
+    return PrometheusSource(PrometheusSettings(url=url))
+
+
+def _kubernetes(kubeconfig: str, redactor: Redactor) -> LogSource:
+    from pathlib import Path
+
+    from tenancy_diag.sources.kube_logs import KubeLogSource
+
+    return KubeLogSource(KubeSettings(kubeconfig=Path(kubeconfig)), redactor)
+
+
+def _sqs(endpoint: str, redactor: Redactor) -> QueueSource:
+    from tenancy_diag.sources.sqs import SqsQueueSource
+
+    # "aws" means AWS itself: each region's own SQS endpoint, not one override for all.
+    override = None if endpoint == SqsSettings.AWS_ITSELF else endpoint
+    return SqsQueueSource(SqsSettings(endpoint_url=override), redactor)
+
+
+def _admin_api(url: str, redactor: Redactor) -> AdminSource:
+    from tenancy_diag.sources.admin_api import AdminApiClient
+
+    return AdminApiClient(AdminApiSettings(url=url, token=read_token()), redactor)
+
+
+def _alertmanager(url: str, redactor: Redactor) -> AlertSource:
+    from tenancy_diag.sources.alertmanager import AlertmanagerSource
+
+    return AlertmanagerSource(AlertmanagerSettings(url=url))
+
+
+BUILT_IN = (
+    SourceKind("prometheus", "metrics", "prometheus_url", _prometheus, "Prometheus base URL"),
+    SourceKind(
+        "kubernetes",
+        "logs",
+        "kubeconfig",
+        _kubernetes,
+        "kubeconfig path for pod logs",
+        is_path=True,
+    ),
+    SourceKind(
+        "sqs",
+        "queues",
+        "aws_endpoint_url",
+        _sqs,
+        '"aws" for AWS itself, or an SQS-compatible server URL (DLQs)',
+    ),
+    SourceKind(
+        "admin-api",
+        "admin",
+        "tenancy_api_url",
+        _admin_api,
+        "Tenancy admin API base URL (token from TENANCY_API_TOKEN[_FILE])",
+    ),
+    SourceKind(
+        "alertmanager", "alerts", "alertmanager_url", _alertmanager, "Alertmanager base URL"
+    ),
+)
+
 registry = SourceRegistry()
-registry.register("prometheus", _prometheus)
-registry.register("kubernetes", _kubernetes)
-registry.register("sqs", _sqs)
-registry.register("admin-api", _admin_api)
+for _kind in BUILT_IN:
+    registry.register(_kind)
+
+
+def register(kind: SourceKind, *, replace: bool = False) -> SourceKind:
+    """Add a source kind to the default registry (what a plugin module calls at import)."""
+    return registry.register(kind, replace=replace)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tenancy_diag.errors import ConfigError, TenancyDiagError
+from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.running import commands, rerun, verify_bundle
 from tenancy_diag.running.catalog import catalog_from
 
@@ -50,7 +50,7 @@ def _main(argv):
             code = args.func(args)
         except TenancyDiagError as e:
             print(f"tenancy-diag: error: {e}", file=sys.stderr)
-            code = commands.EXIT_BAD_INPUT
+            code = ExitCode.BAD_INPUT
     return code, out.getvalue(), err.getvalue()
 
 
