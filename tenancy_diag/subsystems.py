@@ -58,6 +58,8 @@ class Subsystem:
     user_visible: bool = True
     #: Source roles its verdict reads; one missing makes the verdict unknown, never ok.
     roles: tuple[Role, ...] = ("metrics",)
+    #: Where its notebook lives when not among the shipped ones (a plugin's own file).
+    notebook_path: str | None = None
 
     def slo(self, name: str) -> SloSpec:
         for spec in self.slos:

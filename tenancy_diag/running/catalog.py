@@ -112,5 +112,6 @@ def catalog_from(folder: Path, extra: Iterable[tuple[str, Path]] = ()) -> Notebo
 
 
 def default_catalog() -> NotebookCatalog:
-    """The repository's ``notebooks/`` folder."""
-    return catalog_from(DEFAULT_FOLDER)
+    """The shipped ``notebooks/`` folder, plus every plugin subsystem's own notebook."""
+    extra = [(s.notebook, Path(s.notebook_path)) for s in subsystems if s.notebook_path]
+    return catalog_from(DEFAULT_FOLDER, extra)
