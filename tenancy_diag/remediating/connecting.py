@@ -26,33 +26,28 @@ from tenancy_diag.runbook import Runbook
 from tenancy_diag.settings import (
     AdminApiSettings,
     KubeSettings,
-    PrometheusSettings,
+    SqsSettings,
     actor,
     notebook_fallbacks,
     read_token,
 )
 from tenancy_diag.signals import Signals
 from tenancy_diag.sources.admin_api import AdminApiClient
-from tenancy_diag.sources.base import InstantQuery
-from tenancy_diag.sources.prometheus import PrometheusSource
+from tenancy_diag.sources.base import InstantQuery, MetricSource
 from tenancy_diag.sources.registry import registry as source_kinds
 from tenancy_diag.times import parse_time
 
-#: Parameters every remediation notebook declares.
+#: Parameters every remediation notebook declares, beside the endpoints of the source kinds
+#: it reads or acts through (each kind's ``parameter``).
 COMMON = (
     "incident_id",
     "dry_run",
     "confirm",
     "end",
-    "prometheus_url",
-    "kubeconfig",
-    "aws_endpoint_url",
-    "tenancy_api_url",
     "findings_path",
     "audit_path",
     "bundle_dir",
 )
-AWS_ITSELF = "aws"
 
 
 @dataclass
@@ -71,12 +66,7 @@ class Session:
 
     def admin(self) -> AdminApiClient:
         if "admin" not in self._clients:
-            url = str(self.params.get("tenancy_api_url") or "")
-            if not url:
-                raise ConfigError(
-                    f"{self.procedure} needs the admin API; pass --tenancy-api-url (or -p "
-                    "tenancy_api_url=URL)"
-                )
+            url = self.endpoint("admin-api")
             settings = AdminApiSettings(url=url, token=read_token())
             self._clients["admin"] = AdminApiClient(settings, default_redactor())
         client: AdminApiClient = self._clients["admin"]
@@ -108,18 +98,34 @@ class Session:
             return self.trail.audit_path.parent / self.incident / "moves"
         return (self.trail.bundle_dir or Path()) / "moves"
 
+    def endpoint(self, kind: str, *, required: bool = True) -> str:
+        """The endpoint given for source kind ``kind`` (its notebook parameter)."""
+        described = source_kinds.get(kind)
+        value = str(self.params.get(described.parameter) or "")
+        if required and not value:
+            raise ConfigError(
+                f"{self.procedure} needs the {kind} source; pass {described.flag} (or -p "
+                f"{described.parameter}=...)"
+            )
+        return value
+
     def kube(self) -> KubeActions:
-        path = str(self.params.get("kubeconfig") or "")
-        if not path:
-            raise ConfigError(f"{self.procedure} needs Kubernetes; pass --kubeconfig")
+        path = self.endpoint("kubernetes")
         namespace = self.signals.doc.logs.namespace
         return KubeActions(KubeSettings(kubeconfig=Path(path)), namespace=namespace)
 
-    def prometheus(self) -> PrometheusSource | None:
-        url = str(self.params.get("prometheus_url") or "")
-        if url and "prometheus" not in self._clients:
-            self._clients["prometheus"] = PrometheusSource(PrometheusSettings(url=url))
-        source: PrometheusSource | None = self._clients.get("prometheus")
+    def prometheus(self) -> MetricSource | None:
+        """The metrics source of whichever kind was given an endpoint; None when none was."""
+        if "metrics" not in self._clients:
+            given = [
+                k for k in source_kinds if k.role == "metrics" and self.params.get(k.parameter)
+            ]
+            self._clients["metrics"] = (
+                given[0].create(str(self.params[given[0].parameter]), default_redactor())
+                if given
+                else None
+            )
+        source: MetricSource | None = self._clients["metrics"]
         return source
 
     def instant(self, promql: str) -> list[dict[str, Any]] | None:
@@ -128,17 +134,13 @@ class Session:
         return source.instant_query(InstantQuery(promql, self.end)) if source else None
 
     def sqs(self, region: str) -> Any:
-        endpoint = str(self.params.get("aws_endpoint_url") or "")
-        if not endpoint:
-            raise ConfigError(
-                f'{self.procedure} needs SQS; pass --aws-endpoint-url ("aws" for AWS itself)'
-            )
+        endpoint = self.endpoint("sqs")
         key = f"sqs:{region}"
         if key not in self._clients:
             self._clients[key] = boto3.client(
                 "sqs",
                 region_name=region,
-                endpoint_url=None if endpoint == AWS_ITSELF else endpoint,
+                endpoint_url=None if endpoint == SqsSettings.AWS_ITSELF else endpoint,
                 config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=10),
             )
         return self._clients[key]

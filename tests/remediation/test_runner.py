@@ -19,7 +19,7 @@ def test_a_remediation_without_its_server_fails_clearly_and_is_never_rerun(
     argv = ["run", "remediation_migration_rollback", "--incident", "INC-9", "--out", str(tmp_path)]
     assert cli.main([*argv, "-p", "tenant=t-000001"]) == 1
     err = capsys.readouterr().err
-    assert "needs the admin API" in err and "--tenancy-api-url" in err
+    assert "needs the admin-api source" in err and "--tenancy-api-url" in err
     bundle = next((tmp_path / "INC-9").iterdir())
     findings = json.loads((bundle / "findings" / "remediation_migration_rollback.json").read_text())
     assert findings["status"] == "error" and "--tenancy-api-url" in findings["error"]
