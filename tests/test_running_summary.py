@@ -142,3 +142,15 @@ def test_compare_findings_ignores_generated_at_only_by_default():
     assert compare_findings(a, b) == ["patterns[0].confidence: 0.5 != 0.6"]
     assert compare_findings(a, {**a, "generated_at": "3"}) == []
     assert compare_findings(a, {**a, "extra": 1}) == ["extra: only in second"]
+
+
+def test_summary_names_what_each_subsystem_could_not_see():
+    unknown = _report("webhook_delivery", "webhook", "unknown")
+    unknown.findings["missing"] = ["sqs unavailable: refused", "dlq_growth in us-east-1: no data"]
+    summary = _summary([unknown, _report("api_health", "api", "ok")])
+    rows = {row["subsystem"]: row for row in summary["subsystems"]}
+    assert rows["webhook"]["missing"] == [
+        "sqs unavailable: refused",
+        "dlq_growth in us-east-1: no data",
+    ]
+    assert rows["api"]["missing"] == []

@@ -91,6 +91,8 @@ def _row(report: NotebookReport) -> dict[str, Any]:
         "severity": doc.get("severity"),
         "patterns": [{"id": m.id, "confidence": round(m.confidence, 3)} for m in _patterns(doc)],
         "summary": doc.get("summary") or "",
+        # What the verdict could not see; its summary sentence names it too.
+        "missing": [str(m) for m in doc.get("missing") or []],
         "error": report.error or doc.get("error"),
         "seconds": round(report.seconds, 2),
         "files": dict(report.files),
