@@ -153,7 +153,9 @@ def _replayed_sources(folder: Path, registry: SourceRegistry) -> dict[str, Any]:
     }
 
 
-def _by_role(sources: Mapping[str, Any], registry: SourceRegistry) -> dict[str, tuple[str, Any]]:
+def _by_role(
+    sources: Mapping[str, Any], registry: SourceRegistry, signals: Signals
+) -> dict[str, tuple[str, Any]]:
     out: dict[str, tuple[str, Any]] = {}
     for name, source in sources.items():
         kind: SourceKind = registry.get(name)
@@ -162,7 +164,7 @@ def _by_role(sources: Mapping[str, Any], registry: SourceRegistry) -> dict[str, 
                 f"both {out[kind.role][0]} and {name} are configured as the {kind.role} source; "
                 f"leave one of {registry.get(out[kind.role][0]).flag}, {kind.flag} empty"
             )
-        out[kind.role] = (name, source)
+        out[kind.role] = (name, kind.for_role(source, signals))
     return out
 
 
@@ -194,16 +196,17 @@ def connect(
     if snapshot_dir and sources:
         writer = SnapshotWriter(Path(snapshot_dir), redactor)
         sources = {kind: record(src, writer) for kind, src in sources.items()}
+    signals = signals_mod.load()
     ctx = Context(
         incident_id=incident_id,
         end=parse_time(end, "end"),
         lookback=parse_duration(lookback, "lookback"),
         scope=Scope(regions=tuple(regions), tenant=tenant or None),
         thresholds=dict(thresholds or {}),
-        signals=signals_mod.load(),
+        signals=signals,
         runbook=runbook_mod.default(),
         redactor=redactor,
-        by_role=_by_role(sources, registry),
+        by_role=_by_role(sources, registry, signals),
         role_kinds={k.role: k.name for k in reversed(tuple(registry))},
         incident_start=parse_time(incident_start, "incident_start") if incident_start else None,
         writer=writer,

@@ -28,8 +28,7 @@ from tenancy_diag.diagnosing.context import Context
 from tenancy_diag.diagnosing.judging import Basis
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.querying import choose_step
-from tenancy_diag.sources.base import InstantQuery, PeekRequest, QueueRef, RangeQuery
-from tenancy_diag.sources.kube_logs import collect_logs
+from tenancy_diag.sources.base import InstantQuery, LogQuery, PeekRequest, QueueRef, RangeQuery
 from tenancy_diag.subsystems import SloSpec, Subsystem
 from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.times import iso
@@ -234,27 +233,22 @@ class Diagnosis:
         app_key = app_key or self.descriptor.log_app
         if app_key is None:
             raise ConfigError(f"subsystem {self.subsystem!r} names no log_app; set one")
-        cfg = self.ctx.signals.doc.logs
-        batch = self.ctx.attempt(
-            "logs",
-            lambda: collect_logs(
-                source,
-                cfg.namespace,
-                cfg.apps[app_key],
-                self.regions(),
-                since=since or self.ctx.start,
-                until=self.ctx.end,
-                tail_lines=5000,
-                max_concurrency=8,
-                region_label=cfg.region_label,
-                app_label=cfg.app_label,
-            ),
+        query = LogQuery(
+            app=self.ctx.signals.doc.logs.apps[app_key],
+            regions=tuple(self.regions()),
+            since=since or self.ctx.start,
+            until=self.ctx.end,
+            tail_lines=5000,
         )
-        if batch is None:
+        answer = self.ctx.attempt("logs", lambda: source.lines(query))
+        if answer is None:
             self.notes.append(f"Pod logs unavailable: {self.ctx.state_of('logs')}")
             return empty
-        lines = log_analysis.frame(batch.lines)
-        failures = [f"{f.pod or f.region}: {f.message}" for f in batch.errors]
+        lines = log_analysis.frame(answer.get("lines") or [])
+        failures = [
+            f"{e.get('pod') or e.get('region')}: {e.get('message')}"
+            for e in answer.get("errors") or []
+        ]
         return LogEvidence(lines, log_analysis.failure_signatures(lines), failures)
 
     # -- dead-letter queues ----------------------------------------------------------------

@@ -59,8 +59,9 @@ class LogRequest:
 
 
 @runtime_checkable
-class LogSource(Protocol):
-    """Lists pods and returns their (redacted) log lines."""
+class PodLogReader(Protocol):
+    """Kubernetes' own shape of logs: list pods, fetch one container's lines. A kind that speaks
+    it is recorded at this level and adapted to :class:`LogSource` (see ``kube_logs.PodLogs``)."""
 
     name: str
 
@@ -69,6 +70,30 @@ class LogSource(Protocol):
         ...
 
     def fetch(self, request: LogRequest) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Lines of one app in some regions over a window: what any log backend can answer."""
+
+    app: str  # the app's label value (signals.yaml ``logs.apps``)
+    regions: tuple[str, ...]  # empty: wherever the app runs
+    since: datetime  # UTC
+    until: datetime
+    tail_lines: int  # at most this many lines per pod (or stream)
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """Answers an app's (redacted) log lines for regions and a window, whatever the backend."""
+
+    name: str
+
+    def lines(self, request: LogQuery) -> dict[str, Any]:
+        """``{"lines": [{line, pod, container, previous, region}],
+        "errors": [{region, pod, container, previous, message}]}``; raises only when nothing at
+        all could be read."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Pod logs through the real ``kubernetes`` client, redacted before they leave this module.
 
-:class:`KubeLogSource` is the :class:`~tenancy_diag.sources.base.LogSource` for a cluster (or
-one cluster per region: which kube context serves which region is configuration).
-:func:`collect_logs` works on any LogSource: it lists an app's pods per region and fetches their
+:class:`KubeLogSource` is the :class:`~tenancy_diag.sources.base.PodLogReader` for a cluster
+(or one cluster per region: which kube context serves which region is configuration).
+:class:`PodLogs` adapts any PodLogReader to the backend-neutral
+:class:`~tenancy_diag.sources.base.LogSource`, so recording and replay stay at the pod level.
+:func:`collect_logs` works on any PodLogReader: it lists an app's pods per region and fetches their
 current and, after a restart, previous container logs concurrently, keeping what one pod's
 failure cost apart from what the others returned.
 """
@@ -15,7 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,7 +37,7 @@ from tenancy_diag.errors import (
 )
 from tenancy_diag.redacting import Redactor
 from tenancy_diag.settings import KubeSettings
-from tenancy_diag.sources.base import LogRequest, LogSource, PodQuery
+from tenancy_diag.sources.base import LogQuery, LogRequest, PodLogReader, PodQuery
 
 T = TypeVar("T")
 SOURCE = "kubernetes"
@@ -50,7 +52,7 @@ class _Cluster:
 
 
 class KubeLogSource:
-    """A :class:`~tenancy_diag.sources.base.LogSource` on the Kubernetes API.
+    """A :class:`~tenancy_diag.sources.base.PodLogReader` on the Kubernetes API.
 
     One ApiClient per kube context, made on first use; ``close()`` releases them.
     """
@@ -63,7 +65,7 @@ class KubeLogSource:
         self._clusters: dict[str | None, _Cluster] = {}
         self._lock = threading.Lock()
 
-    # -- the LogSource protocol -----------------------------------------------------------
+    # -- the PodLogReader protocol--------------------------------------------------------
     def list_pods(self, request: PodQuery) -> list[dict[str, Any]]:
         cluster = self._cluster(request.region)
         core = kube_client.CoreV1Api(cluster.api)
@@ -303,7 +305,7 @@ _TS = re.compile(r"(?:^|\s)ts=\"?([0-9][0-9T:.+\-]*Z?)")
 
 
 def collect_logs(
-    source: LogSource,
+    source: PodLogReader,
     namespace: str,
     app: str,
     regions: Sequence[str],
@@ -392,3 +394,42 @@ def _assemble(
             if window.keeps(line)
         )
     return lines, errors
+
+
+class PodLogs:
+    """The :class:`~tenancy_diag.sources.base.LogSource` of a :class:`PodLogReader`: an app's
+    pods per region, listed by label, their lines fetched concurrently."""
+
+    def __init__(
+        self,
+        reader: PodLogReader,
+        namespace: str,
+        *,
+        app_label: str = "app",
+        region_label: str = "region",
+        max_concurrency: int = 8,
+    ) -> None:
+        self.reader = reader
+        self.name = reader.name
+        self.namespace = namespace
+        self.app_label = app_label
+        self.region_label = region_label
+        self.max_concurrency = max_concurrency
+
+    def lines(self, request: LogQuery) -> dict[str, Any]:
+        batch = collect_logs(
+            self.reader,
+            self.namespace,
+            request.app,
+            request.regions,
+            since=request.since,
+            until=request.until,
+            tail_lines=request.tail_lines,
+            max_concurrency=self.max_concurrency,
+            region_label=self.region_label,
+            app_label=self.app_label,
+        )
+        return {
+            "lines": [asdict(line) for line in batch.lines],
+            "errors": [asdict(error) for error in batch.errors],
+        }

@@ -26,12 +26,14 @@ from tenancy_diag.settings import (
     SqsSettings,
     read_token,
 )
+from tenancy_diag.signals import Signals
 from tenancy_diag.sources.base import (
     ROLE_PROTOCOLS,
     AdminSource,
     AlertSource,
     LogSource,
     MetricSource,
+    PodLogReader,
     QueueSource,
 )
 from tenancy_diag.subsystems import Role
@@ -56,10 +58,19 @@ class SourceKind:
     help: str = ""
     #: The endpoint is a file path: the runner hands kernels an absolute one.
     is_path: bool = False
+    #: The Protocol it is recorded and replayed at, when lower than its role's (Kubernetes
+    #: speaks pods and containers); ``adapt`` then lifts it to the role's Protocol.
+    speaks: type | None = None
+    adapt: Callable[[Any, Signals], Any] | None = None
 
     @property
     def protocol(self) -> type:
-        return ROLE_PROTOCOLS[self.role]
+        """What a recording of this kind answers."""
+        return self.speaks or ROLE_PROTOCOLS[self.role]
+
+    def for_role(self, source: Any, signals: Signals) -> Any:
+        """``source`` (live, recorded or replayed) as its role's Protocol."""
+        return self.adapt(source, signals) if self.adapt is not None else source
 
     @property
     def flag(self) -> str:
@@ -139,12 +150,25 @@ def _prometheus(url: str, redactor: Redactor) -> MetricSource:
     return PrometheusSource(PrometheusSettings(url=url))
 
 
-def _kubernetes(kubeconfig: str, redactor: Redactor) -> LogSource:
+def _kubernetes(kubeconfig: str, redactor: Redactor) -> PodLogReader:
     from pathlib import Path
 
     from tenancy_diag.sources.kube_logs import KubeLogSource
 
     return KubeLogSource(KubeSettings(kubeconfig=Path(kubeconfig)), redactor)
+
+
+def _pod_logs(reader: PodLogReader, signals: Signals) -> LogSource:
+    from tenancy_diag.sources.kube_logs import PodLogs
+
+    logs = signals.doc.logs
+    return PodLogs(
+        reader,
+        logs.namespace,
+        app_label=logs.app_label,
+        region_label=logs.region_label,
+        max_concurrency=KubeSettings().max_concurrency,
+    )
 
 
 def _sqs(endpoint: str, redactor: Redactor) -> QueueSource:
@@ -176,6 +200,8 @@ BUILT_IN = (
         _kubernetes,
         "kubeconfig path for pod logs",
         is_path=True,
+        speaks=PodLogReader,
+        adapt=_pod_logs,
     ),
     SourceKind(
         "sqs",

@@ -1,5 +1,6 @@
 """KubeLogSource and collect_logs against the sandbox's Kubernetes API, over real HTTP."""
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ from tenancy_diag.redacting import Redactor
 from tenancy_diag.sandbox import kube_api, pod_logs, serving
 from tenancy_diag.sandbox.secrets import PLANTED
 from tenancy_diag.settings import KubeSettings
-from tenancy_diag.sources.base import LogRequest, LogSource, PodQuery
+from tenancy_diag.sources.base import LogRequest, PodLogReader, PodQuery
 from tenancy_diag.sources.kube_logs import KubeLogSource, LogBatch, collect_logs, since_seconds
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def _collect(source, scenario, since=None, until=END, app=CONTROLLER, regions=RE
 
 
 def test_is_a_log_source(source):
-    assert isinstance(source, LogSource) and source.name == "kubernetes"
+    assert isinstance(source, PodLogReader) and source.name == "kubernetes"
 
 
 def test_list_pods_summaries(source, scenario):
@@ -294,3 +295,19 @@ def test_max_concurrency_must_be_positive(source, scenario):
             tail_lines=10,
             max_concurrency=0,
         )
+
+
+def test_pod_logs_answer_the_backend_neutral_log_protocol(source, scenario):
+    from tenancy_diag.sources.base import LogQuery, LogSource
+    from tenancy_diag.sources.kube_logs import PodLogs
+
+    logs = PodLogs(source, NS, max_concurrency=4)
+    assert isinstance(logs, LogSource) and not isinstance(source, LogSource)
+    query = LogQuery(CONTROLLER, ("us-east-1", "mars-1"), scenario.start, END, 10_000)
+    answer = logs.lines(query)
+    batch = _collect(source, scenario, regions=("us-east-1", "mars-1"))
+    # The same lines collect_logs gives, as plain JSON a recording of any backend could hold.
+    assert [line["line"] for line in answer["lines"]] == [line.line for line in batch.lines]
+    assert {line["region"] for line in answer["lines"]} == {"us-east-1"}
+    assert answer["errors"] == []  # a region with no pods is no error
+    json.dumps(answer)
