@@ -2,9 +2,9 @@
 
 A notebook's steps gather evidence; :func:`conclude` turns what they gathered, and the
 :class:`Basis` they were judged against, into ``findings.json``. Missing evidence stays missing
-all the way up: a no-data SLO row or a source that was needed and did not answer is listed in
-``missing`` and named in the summary, and with nothing wrong seen otherwise the status is
-``unknown``, never ``ok``.
+all the way up: a no-data SLO row, a source that was needed and did not answer, or no region
+to judge at all is listed in ``missing`` and named in the summary, and with nothing wrong seen
+otherwise the status is ``unknown``, never ``ok``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ class Basis:
     slo_window: str
 
 
-def gaps(slo: Sequence[SloRow], sources: Mapping[str, str]) -> list[str]:
-    """What could not be seen: sources that were needed and gave nothing, no-data SLO rows."""
+def gaps(slo: Sequence[SloRow], sources: Mapping[str, str], regions: Sequence[str]) -> list[str]:
+    """What could not be seen: sources that were needed and gave nothing, no-data SLO rows,
+    and no region at all to judge (then there are no SLO rows to say no data)."""
     out = [f"{kind} {state}" for kind, state in sources.items() if state != "ok"]
+    if not regions:
+        out.append("regions: none given and the metrics named none, so no SLO was judged")
     out += [f"{row.name} in {row.region}: no data" for row in slo if row.passed is None]
     return list(dict.fromkeys(out))
 
@@ -54,7 +57,7 @@ def conclude(
     **extra: Any,
 ) -> Findings:
     """The findings of one subsystem from its pattern matches and SLO rows."""
-    lacking = list(dict.fromkeys([*gaps(slo, basis.sources), *missing]))
+    lacking = list(dict.fromkeys([*gaps(slo, basis.sources, basis.regions), *missing]))
     status = status_of(slo, patterns, lacking)
     regions = sorted(
         {r for p in patterns for r in p.regions}
