@@ -54,7 +54,8 @@ case "$job" in
     log "ruff"; ruff check tenancy_diag tests bench
     log "mypy"; mypy tenancy_diag
     log "import-linter"; lint-imports
-    log "pytest"; exec pytest -n 2 "$@"
+    log "pytest"; pytest -n 2 "$@"
+    log "wheel check"; PYTHON=$PY exec bash .ci/wheel-check.sh
     ;;
   demo)
     exec tenancy-diag run all --sample --incident sample --out outputs "$@"

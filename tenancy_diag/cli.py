@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tenancy_diag import plugins
+from tenancy_diag import plugins, resources
 from tenancy_diag import signals as signals_mod
 from tenancy_diag.arguments import positive_int
 from tenancy_diag.checking import check_signals, report_lines
@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--prometheus-url", required=True)
     check.add_argument("--end", default="now", help="time to check at (ISO-8601, Unix s, now)")
     check.add_argument("--lookback", default="1h", help="how far back a series may last appear")
-    check.add_argument("--signals", type=Path, default=None, help="signals mapping YAML")
+    check.add_argument(
+        "--signals", type=Path, default=None, help="signals mapping YAML (beats --parameters)"
+    )
+    resources.add_flags(check, (resources.PARAMETERS,))
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_cmd_check_signals)
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--state-dir", type=Path, default=None, help="the sandbox to use")
     lab.add_argument("--port", type=int, default=8888)
     lab.add_argument("--no-sandbox", action="store_true", help="start without sandbox settings")
+    resources.add_flags(lab)
     lab.set_defaults(func=_cmd_lab)
 
     from tenancy_diag.running.commands import add_commands
@@ -126,6 +130,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         incident_age_s=int(parse_duration(args.incident_age, "--incident-age").total_seconds()),
         end=end,
     )
+    resources.SANDBOX.require("the sandbox")
     # Imported after the spec is validated: a typo should not wait for heavy imports.
     from tenancy_diag.sandbox import stack
 
@@ -175,9 +180,13 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
+    resources.LAB.require("`tenancy-diag lab`")
+    notebooks = resources.NOTEBOOKS.path()
+
     from tenancy_diag.sandbox import stack
     from tenancy_diag.settings import ENV_LAB
 
+    # Read after apply_flags: --notebooks and --parameters reach the lab's kernels this way.
     env = dict(os.environ)
     if not args.no_sandbox:
         endpoints = stack.endpoints(args.state_dir)
@@ -187,7 +196,6 @@ def _cmd_lab(args: argparse.Namespace) -> int:
             f"notebooks wired to the {endpoints.scenario} sandbox (history ends {endpoints.end})",
             file=sys.stderr,
         )
-    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
     command = [
         sys.executable,
         "-m",
@@ -208,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Flags, subsystems and notebooks derive from the registries: fill them first.
         plugins.load()
         args = build_parser().parse_args(argv)
+        resources.apply_flags(args)
         code: int = args.func(args)
         return code
     except TenancyDiagError as e:

@@ -8,10 +8,12 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tenancy_diag import resources
 from tenancy_diag.errors import ConfigError
 
 SCHEMA = "tenancy-diag/runbook/v1"
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "parameters" / "runbook.yaml"
+#: The shipped runbook mapping: what :func:`load` reads unless a folder replaces the parameters.
+DEFAULT_PATH = resources.PARAMETERS.shipped() / resources.RUNBOOK
 
 
 class _Strict(BaseModel):
@@ -74,8 +76,14 @@ class Runbook(_Strict):
     escalation: Escalation
 
 
+def default_path() -> Path:
+    """The mapping :func:`load` reads: the replacement folder's (``--parameters``,
+    ``TENANCY_DIAG_PARAMETERS``), else :data:`DEFAULT_PATH`."""
+    return resources.PARAMETERS.override_file(resources.RUNBOOK) or DEFAULT_PATH
+
+
 def load(path: Path | str | None = None) -> Runbook:
-    file = Path(path) if path else DEFAULT_PATH
+    file = Path(path) if path else default_path()
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
         book = Runbook.model_validate(raw)

@@ -19,6 +19,8 @@ ENV_API_TOKEN_FILE = "TENANCY_API_TOKEN_FILE"
 ENV_ACTOR = "TENANCY_DIAG_ACTOR"
 ENV_REDACT_PATTERNS = "TENANCY_DIAG_REDACT_PATTERNS"
 ENV_PLUGINS = "TENANCY_DIAG_PLUGINS"
+ENV_NOTEBOOKS = "TENANCY_DIAG_NOTEBOOKS"
+ENV_PARAMETERS = "TENANCY_DIAG_PARAMETERS"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,23 @@ def plugin_modules(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Modules to import for their registrations, comma-separated in ``TENANCY_DIAG_PLUGINS``."""
     env = os.environ if env is None else env
     return tuple(m.strip() for m in env.get(ENV_PLUGINS, "").split(",") if m.strip())
+
+
+def folder_override(variable: str, env: Mapping[str, str] | None = None) -> Path | None:
+    """The folder named by ``variable`` (``TENANCY_DIAG_NOTEBOOKS``, ``TENANCY_DIAG_PARAMETERS``)
+    to use instead of the shipped one, made absolute; None when unset or empty."""
+    env = os.environ if env is None else env
+    value = env.get(variable, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def export_folder_override(variable: str, folder: Path) -> None:
+    """Set ``variable`` for this process and every process it starts.
+
+    A command-line flag is applied this way so that it beats an inherited value and reaches
+    the kernels papermill starts and the runners the service starts, which inherit it.
+    """
+    os.environ[variable] = str(folder)
 
 
 #: Notebook parameters that, left at their empty default, fall back to the environment, but only

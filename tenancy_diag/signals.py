@@ -18,12 +18,13 @@ import promql_parser
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tenancy_diag import plugins
+from tenancy_diag import plugins, resources
 from tenancy_diag.errors import SignalsError
 from tenancy_diag.subsystems import registry as subsystems
 
 SCHEMA = "tenancy-diag/signals/v1"
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "parameters" / "signals.yaml"
+#: The shipped mapping: what :func:`load` reads unless a folder replaces the parameters.
+DEFAULT_PATH = resources.PARAMETERS.shipped() / resources.SIGNALS
 HISTOGRAM_PARTS = ("bucket", "sum", "count")
 
 _SELECTOR = re.compile(r"\{\{\s*(?P<key>\w+)(?::(?P<part>\w+))?\s*(?:\|(?P<extra>.*?))?\s*\}\}")
@@ -276,11 +277,17 @@ def _location(error: Mapping[str, Any]) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 
+def default_path() -> Path:
+    """The mapping :func:`load` reads: the replacement folder's (``--parameters``,
+    ``TENANCY_DIAG_PARAMETERS``), else :data:`DEFAULT_PATH`."""
+    return resources.PARAMETERS.override_file(resources.SIGNALS) or DEFAULT_PATH
+
+
 def load(path: Path | str | None = None) -> Signals:
     """Load and validate a signals mapping; every problem names the offending key."""
     # A plugin's subsystem may bring its own queries and SLOs: know it before validating.
     plugins.load()
-    file = Path(path) if path is not None else DEFAULT_PATH
+    file = Path(path) if path is not None else default_path()
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as e:

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from tenancy_diag import resources
 from tenancy_diag.analysis import checklist
 from tenancy_diag.analysis.checklist import Check
 from tenancy_diag.analysis.findings import Findings, SloRow
@@ -28,13 +29,13 @@ from tenancy_diag.analysis.frames import VALUE, vector_frame
 from tenancy_diag.diagnosing.steps import Diagnosis, slo_frame
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.journaling import AUDIT_SCHEMA, read_jsonl
-from tenancy_diag.signals import DEFAULT_PATH as SIGNALS_PATH
 from tenancy_diag.sources.base import AlertSource, AlertsRequest, InstantQuery
 from tenancy_diag.subsystems import SloSpec
 from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.times import iso, parse_duration
 
-RULES_PATH = SIGNALS_PATH.parent / "alerts" / "tenancy.rules.yml"
+#: The shipped rules: what :func:`load_rules` reads unless a folder replaces the parameters.
+RULES_PATH = resources.PARAMETERS.shipped() / resources.ALERT_RULES
 
 
 def _spec(subsystem: str, name: str) -> SloSpec:
@@ -52,8 +53,11 @@ class AlertRule:
     severity: str
 
 
-def load_rules(path: Path = RULES_PATH) -> list[AlertRule]:
-    """The alerting rules of a Prometheus rules file."""
+def load_rules(path: Path | None = None) -> list[AlertRule]:
+    """The alerting rules of a Prometheus rules file; by default the replacement parameters
+    folder's (``--parameters``, ``TENANCY_DIAG_PARAMETERS``), else :data:`RULES_PATH`."""
+    if path is None:
+        path = resources.PARAMETERS.override_file(resources.ALERT_RULES) or RULES_PATH
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
@@ -102,7 +106,7 @@ class RecoveryVerification(Diagnosis):
         audit_path: str = "",
         verify_window: str = "15m",
         thresholds: Mapping[str, Any] | None = None,
-        rules_path: Path = RULES_PATH,
+        rules_path: Path | None = None,
     ) -> RecoveryVerification:
         parse_duration(verify_window, "verify_window")
         self.audit_path = audit_path

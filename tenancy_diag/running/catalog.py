@@ -1,6 +1,7 @@
 """The registry of notebooks the runner knows: ``register(name, path)``, ``resolve([...])``.
 
-Filled from ``notebooks/*.ipynb`` by :func:`default_catalog`; tests and other packages build
+Filled from the notebooks folder (:data:`tenancy_diag.resources.NOTEBOOKS`: the shipped one or
+``--notebooks``) by :func:`default_catalog`; tests and other packages build
 their own :class:`NotebookCatalog`, so nothing depends on the module-level default.
 """
 
@@ -10,12 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenancy_diag import resources
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.naming import check_name
 from tenancy_diag.subsystems import registry as subsystems
 from tenancy_diag.subsystems import remediation_notebook
-
-DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "notebooks"
 
 #: After the diagnosis: the runbook's Verification After Recovery and its postmortem.
 VERIFICATION_NOTEBOOK = "verification_after_recovery"
@@ -112,6 +112,7 @@ def catalog_from(folder: Path, extra: Iterable[tuple[str, Path]] = ()) -> Notebo
 
 
 def default_catalog() -> NotebookCatalog:
-    """The shipped ``notebooks/`` folder, plus every plugin subsystem's own notebook."""
+    """The notebooks folder (the shipped one, or its replacement), plus every plugin
+    subsystem's own notebook."""
     extra = [(s.notebook, Path(s.notebook_path)) for s in subsystems if s.notebook_path]
-    return catalog_from(DEFAULT_FOLDER, extra)
+    return catalog_from(resources.NOTEBOOKS.path(), extra)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tenancy_diag import settings
+from tenancy_diag import resources, settings
 from tenancy_diag.arguments import positive_int
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
@@ -107,6 +107,8 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
+    # The kernels read the parameters; the command line's main() exports both for them.
+    resources.add_flags(parser)
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="default: outputs/")
     parser.add_argument(
         "--timeout",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tenancy_diag import resources
 from tenancy_diag.arguments import positive_float, positive_int
 from tenancy_diag.errors import TenancyDiagError
 from tenancy_diag.sources.registry import registry as source_kinds
@@ -54,6 +55,7 @@ def add_serve_command(subparsers: Any) -> None:
         metavar="ARG",
         help="an extra argument for every run, e.g. --runner-arg=--sample (repeatable)",
     )
+    resources.add_flags(serve_parser)
     serve_parser.set_defaults(func=_cmd_serve)
 
 
@@ -80,7 +82,8 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         run_timeout_s=args.run_timeout,
         sinks=tuple(args.sinks or ("local",)),
         sources=sources,
-        runner_args=tuple(args.runner_args),
+        # Explicit, not only inherited: an executor may start runs where our environment is not.
+        runner_args=(*resources.runner_args(args, env), *args.runner_args),
         capacity=args.capacity,
         max_attempts=args.max_attempts,
         backoff_s=args.retry_backoff,
@@ -99,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_serve_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
+        resources.apply_flags(args)
         code: int = args.func(args)
     except TenancyDiagError as e:
         print(f"tenancy-diag: error: {e}", file=sys.stderr)
