@@ -157,7 +157,7 @@ def test_version_is_public_and_discovery_answers(server, core):
         assert client.VersionApi(anonymous).get_code().major == "1"
     assert client.CoreApi(core.api_client).get_api_versions().versions == ["v1"]
     groups = client.ApisApi(core.api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["apps"]
+    assert [g.name for g in groups] == ["apps", "batch"]
 
 
 def test_unknown_path_is_the_real_404(server):

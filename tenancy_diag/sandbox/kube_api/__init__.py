@@ -12,12 +12,19 @@ cluster's state as JSON), :mod:`.selectors` and :mod:`.logs` (what a query asks 
 :mod:`.kubeconfig` and :mod:`.running` (how clients and the sandbox reach it). The one write,
 deleting a pod, lives in :mod:`.workloads` (which pods are live, replacements, readiness) and
 :mod:`.deletions` (the delete call's options).
+
+What clients create lives in :mod:`.resources` (stored objects, one resourceVersion counter, the
+event log :mod:`.watches` streams): ``batch/v1`` Jobs (:mod:`.jobs` validates, defaults and moves
+their status, :mod:`.controlling` is the Job controller, :mod:`.batch_routes` their paths), the
+Jobs' pods (:mod:`.job_pods`), run as local processes by a kubelet stand-in (:mod:`.kubelet`,
+:mod:`.containers`), and the Secrets, ConfigMaps and Namespaces they use (:mod:`.configs`).
 """
 
 from tenancy_diag.sandbox.kube_api.errors import ApiError
 from tenancy_diag.sandbox.kube_api.handler import CLUSTER_PREFIX, make_handler
 from tenancy_diag.sandbox.kube_api.identities import IMAGE_TAG
 from tenancy_diag.sandbox.kube_api.kubeconfig import CONTEXT, write_kubeconfig
+from tenancy_diag.sandbox.kube_api.kubelet import KubeletOptions
 from tenancy_diag.sandbox.kube_api.logs import LogOptions, log_options, log_text
 from tenancy_diag.sandbox.kube_api.objects import Fleet
 from tenancy_diag.sandbox.kube_api.routes import VERSION, Answer, Api, Request
@@ -34,6 +41,7 @@ __all__ = [
     "Api",
     "ApiError",
     "Fleet",
+    "KubeletOptions",
     "LogOptions",
     "Request",
     "Requirement",

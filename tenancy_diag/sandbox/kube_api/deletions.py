@@ -23,6 +23,8 @@ class DeleteOptions:
     dry_run: bool = False
     grace_s: int = DEFAULT_GRACE_S
     uid: str | None = None  # preconditions.uid: delete only this incarnation of the name
+    #: Orphan, Background or Foreground; None leaves it to the resource's default.
+    propagation: str | None = None
 
 
 def delete_options(query: Mapping[str, str], body: bytes) -> DeleteOptions:
@@ -48,7 +50,7 @@ def delete_options(query: Mapping[str, str], body: bytes) -> DeleteOptions:
         )
     preconditions = sent.get("preconditions") or {}
     uid = preconditions.get("uid") if isinstance(preconditions, dict) else None
-    return DeleteOptions(bool(dry_run), 1 if grace_s < 0 else grace_s, uid)
+    return DeleteOptions(bool(dry_run), 1 if grace_s < 0 else grace_s, uid, propagation)
 
 
 def _body(raw: bytes) -> dict[str, Any]:

@@ -69,3 +69,50 @@ def precondition_failed(kind: str, name: str, expected: str, actual: str) -> Api
         f"UID in precondition: {expected}, UID in object meta: {actual}"
     )
     return ApiError(409, "Conflict", message, {"name": name, "kind": kind})
+
+
+def not_found_in(group: str, resource: str, name: str) -> ApiError:
+    """404 for a named object of an API group's resource (``jobs.batch "x" not found``)."""
+    qualified = f"{resource}.{group}" if group else resource
+    details = {"name": name, "group": group, "kind": resource} if group else None
+    return ApiError(
+        404,
+        "NotFound",
+        f'{qualified} "{name}" not found',
+        details or {"name": name, "kind": resource},
+    )
+
+
+def already_exists(group: str, resource: str, name: str) -> ApiError:
+    """409 for a create whose name is taken, as kube-apiserver words it."""
+    qualified = f"{resource}.{group}" if group else resource
+    details: dict[str, Any] = {"name": name, "kind": resource}
+    if group:
+        details["group"] = group
+    return ApiError(409, "AlreadyExists", f'{qualified} "{name}" already exists', details)
+
+
+def invalid_object(
+    kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
+) -> ApiError:
+    """422 for an object that fails validation; ``causes`` are (reason, field, detail)."""
+    qualified = f"{kind}.{group}" if group else kind
+    listed = ", ".join(f"{field}: {detail}" for _, field, detail in causes)
+    message = f'{qualified} "{name}" is invalid: '
+    message += listed if len(causes) == 1 else f"[{listed}]"
+    details: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "causes": [
+            {"reason": reason, "message": detail, "field": field}
+            for reason, field, detail in causes
+        ],
+    }
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", message, details)
+
+
+def expired(requested: int, oldest: int) -> ApiError:
+    """410 for a watch from a version the event log no longer holds."""
+    return ApiError(410, "Expired", f"too old resource version: {requested} ({oldest})")

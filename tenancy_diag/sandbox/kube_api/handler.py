@@ -2,8 +2,8 @@
 
 One server can pose as one cluster serving every region (the default context) or as one
 cluster per region: a context whose server URL ends in ``/clusters/<region>`` sees only that
-region's pods, as a per-region cluster would. GET reads; DELETE deletes a pod; other methods
-are refused with 405.
+region's pods, as a per-region cluster would. The routes say which methods a path allows and
+answer 405 for the others; a watch is streamed with chunked transfer encoding.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from tenancy_diag.sandbox.kube_api.answers import Reply
 from tenancy_diag.sandbox.kube_api.errors import ApiError, bad_request, no_route
+from tenancy_diag.sandbox.kube_api.kubelet import KubeletOptions
 from tenancy_diag.sandbox.kube_api.routes import JSON, Answer, Api
 from tenancy_diag.sandbox.kube_api.workloads import WorkloadOptions
 from tenancy_diag.sandbox.topology import Scenario
@@ -31,14 +33,17 @@ def make_handler(
     *,
     log_requests: bool = False,
     options: WorkloadOptions | None = None,
+    kubelet: KubeletOptions | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     """A request handler class serving ``scenario`` to clients presenting ``token``.
 
     ``options`` changes the workloads (fewer replicas of a Deployment, how long a replacement
-    pod takes to become Ready); see :class:`~.workloads.WorkloadOptions`. The class's ``api``
-    attribute lets in-process tests look at the cluster's state.
+    pod takes to become Ready); see :class:`~.workloads.WorkloadOptions`. ``kubelet`` runs the
+    pods of the Jobs clients create as processes on this machine (see :mod:`.kubelet`); without
+    it they stay Pending. The class's ``api`` attribute lets in-process tests look at the
+    cluster's state, and its ``api.close()`` stops the pods.
     """
-    served = Api(scenario, options)
+    served = Api(scenario, options, kubelet)
     expected = f"Bearer {token}".encode()
     regions = frozenset(scenario.spec.regions)
 
@@ -49,13 +54,12 @@ def make_handler(
 
         def do_GET(self) -> None:
             try:
-                body = self._body()
-                content_type, answer = self._route(self.command, body)
-                self._send(200, content_type, answer)
+                answer = self._route(self.command, self._body())
             except ApiError as e:
-                self._send(e.code, JSON, json.dumps(e.status()).encode())
+                answer = Reply(e.code, JSON, json.dumps(e.status()).encode())
+            _respond(self, answer if isinstance(answer, Reply) else Reply(200, *answer))
 
-        def _route(self, method: str, body: bytes) -> Answer:
+        def _route(self, method: str, body: bytes) -> Answer | Reply:
             parts = urlsplit(self.path)
             region, path = _split_cluster(parts.path, regions)
             path = path.rstrip("/") or "/"
@@ -82,19 +86,32 @@ def make_handler(
         # The routes know which methods a path allows, and answer 405 for the others.
         do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-cache, private")
-            self.end_headers()
-            self.wfile.write(body)
-
         def log_message(self, format: str, *args: Any) -> None:
             if log_requests:
                 super().log_message(format, *args)
 
     return KubeApiHandler
+
+
+def _respond(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """Send ``reply``: whole, or (a watch) chunk by chunk until it ends or the client goes."""
+    handler.send_response(reply.code)
+    handler.send_header("Content-Type", reply.content_type)
+    handler.send_header("Cache-Control", "no-cache, private")
+    if isinstance(reply.body, bytes):
+        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.end_headers()
+        handler.wfile.write(reply.body)
+        return
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    try:
+        for chunk in reply.body:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            handler.wfile.flush()
+        handler.wfile.write(b"0\r\n\r\n")
+    except OSError:
+        handler.close_connection = True
 
 
 def _split_cluster(path: str, regions: frozenset[str]) -> tuple[str | None, str]:

@@ -1,28 +1,40 @@
-"""The API's paths and what each answers: discovery, namespaces, pods, logs, Deployments.
+"""The API's paths and what each answers: discovery, namespaces, pods, logs, Deployments, and
+(from :mod:`.batch_routes` and :mod:`.configs`) Jobs, Secrets, ConfigMaps.
 
-Reads are GETs; the one write is deleting a pod (``DELETE .../pods/{name}``), which answers the
-pod marked for deletion and leaves its ReplicaSet's replacement in its place.
+The scenario's objects are read-only but for deleting a pod (``DELETE .../pods/{name}``), which
+answers the pod marked for deletion and leaves its ReplicaSet's replacement in its place. Jobs,
+their pods, Secrets, ConfigMaps and Namespaces are what clients create, stored in
+:class:`~.resources.Resources`; a Job's pods show beside the scenario's in the pod routes.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tenancy_diag.sandbox import serving
+from tenancy_diag.sandbox.kube_api.answers import JSON, Answer, Reply, Request, json_answer
+from tenancy_diag.sandbox.kube_api.batch_routes import BatchApi
+from tenancy_diag.sandbox.kube_api.configs import ConfigApi
 from tenancy_diag.sandbox.kube_api.deletions import delete_options
 from tenancy_diag.sandbox.kube_api.errors import ApiError, no_route, not_found, precondition_failed
 from tenancy_diag.sandbox.kube_api.identities import resource_version, uid
+from tenancy_diag.sandbox.kube_api.kubelet import KubeletOptions
 from tenancy_diag.sandbox.kube_api.logs import log_options, log_text
 from tenancy_diag.sandbox.kube_api.objects import Fleet
-from tenancy_diag.sandbox.kube_api.selectors import parse_selector, select
+from tenancy_diag.sandbox.kube_api.resources import Resources
+from tenancy_diag.sandbox.kube_api.selectors import (
+    parse_fields,
+    parse_selector,
+    select,
+    select_fields,
+)
+from tenancy_diag.sandbox.kube_api.watches import is_watch
 from tenancy_diag.sandbox.kube_api.workloads import WorkloadOptions
 from tenancy_diag.sandbox.topology import REPLICAS, Pod, Scenario
 
-JSON = "application/json"
+__all__ = ["JSON", "VERSION", "Answer", "Api", "Reply", "Request"]
 VERSION = {
     "major": "1",
     "minor": "31",
@@ -35,30 +47,29 @@ VERSION = {
     "platform": "linux/amd64",
 }
 
-
-@dataclass(frozen=True)
-class Request:
-    """What a route sees: the region the client's cluster serves (None: all) and the query."""
-
-    region: str | None
-    query: Mapping[str, str]
-    match: re.Match[str]
-    body: bytes = b""
-
-
-Answer = tuple[str, bytes]  # (content type, body)
+Handler = Callable[[Request], Answer | Reply]
 
 
 class Api:
     """The routes, independent of HTTP plumbing so they read like the API reference."""
 
-    def __init__(self, scenario: Scenario, options: WorkloadOptions | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: WorkloadOptions | None = None,
+        kubelet: KubeletOptions | None = None,
+    ) -> None:
         self.fleet = Fleet(scenario, options)
         self.scenario = scenario
-        self.deletes: list[tuple[re.Pattern[str], Callable[[Request], Answer]]] = [
-            (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)"), self.delete_pod)
-        ]
-        self.routes: list[tuple[re.Pattern[str], Callable[[Request], Answer]]] = [
+        self.resources = Resources()
+        self.configs = ConfigApi(self.resources, self.fleet.namespace_names)
+        #: Jobs; their pods run on this machine when ``kubelet`` options are given.
+        self.batch = BatchApi(self.resources, self.configs, kubelet)
+        pod = r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)"
+        self.table: dict[str, list[tuple[re.Pattern[str], Handler]]] = {
+            "DELETE": [(re.compile(pod), self.delete_pod)]
+        }
+        self.table["GET"] = [
             (re.compile(pattern), handler)
             for pattern, handler in (
                 (r"/version", self.version),
@@ -78,6 +89,8 @@ class Api:
                 ),
             )
         ]
+        for method, pattern, handler in (*self.configs.routes, *self.batch.routes):
+            self.table.setdefault(method, []).append((re.compile(pattern), handler))
 
     def answer(
         self,
@@ -86,18 +99,21 @@ class Api:
         query: Mapping[str, str],
         method: str = "GET",
         body: bytes = b"",
-    ) -> Answer:
-        routes = {"GET": self.routes, "DELETE": self.deletes}.get(method, [])
-        for pattern, handler in routes:
+    ) -> Answer | Reply:
+        for pattern, handler in self.table.get(method, []):
             if match := pattern.fullmatch(path):
                 return handler(Request(region, query, match, body))
-        if any(pattern.fullmatch(path) for pattern, _ in (*self.routes, *self.deletes)):
+        if any(p.fullmatch(path) for routes in self.table.values() for p, _ in routes):
             raise ApiError(
                 405,
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
         raise no_route()
+
+    def close(self) -> None:
+        """Stop the Jobs' pods and end every watch."""
+        self.batch.controller.close()
 
     # discovery
     def version(self, request: Request) -> Answer:
@@ -118,38 +134,51 @@ class Api:
         )
 
     def api_groups(self, request: Request) -> Answer:
-        apps = {"groupVersion": "apps/v1", "version": "v1"}
-        return _json(
-            {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [{"name": "apps", "versions": [apps], "preferredVersion": apps}],
-            }
-        )
+        groups = []
+        for name in ("apps", "batch"):
+            version = {"groupVersion": f"{name}/v1", "version": "v1"}
+            groups.append({"name": name, "versions": [version], "preferredVersion": version})
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
     # namespaces
     def namespaces(self, request: Request) -> Answer:
-        items = [self.fleet.namespace_json(name) for name in self.fleet.namespace_names()]
+        items = [self._namespace_json(name) for name in self.configs.namespaces()]
         return _json(_list("NamespaceList", "v1", items))
 
     def namespace(self, request: Request) -> Answer:
         name = request.match["ns"]
-        if name not in self.fleet.namespace_names():
-            raise not_found("namespaces", name)
-        return _json({"kind": "Namespace", "apiVersion": "v1", **self.fleet.namespace_json(name)})
+        self.configs.require_namespace(name)
+        return _json({"kind": "Namespace", "apiVersion": "v1", **self._namespace_json(name)})
+
+    def _namespace_json(self, name: str) -> dict[str, Any]:
+        return self.configs.namespace_json(name) or self.fleet.namespace_json(name)
 
     # pods
-    def pods(self, request: Request) -> Answer:
+    def pods(self, request: Request) -> Answer | Reply:
         namespace = request.match.groupdict().get("ns")
+        if is_watch(request.query):
+            # Only the Jobs' pods change; the scenario's are listed, never watched.
+            return self.batch.watch_pods(namespace, request.query)
         selector = parse_selector(request.query.get("labelSelector", ""))
+        fields = parse_fields(request.query.get("fieldSelector", ""), "pods")
         bodies = [self.fleet.pod_json(pod) for pod in self._pods_in(request.region, namespace)]
-        return _json(_list("PodList", "v1", select(bodies, selector)))
+        bodies = select_fields(select(bodies, selector), fields)
+        if request.region is None:
+            bodies += self.batch.pods(namespace, request.query)
+        # The version of what clients write, so a watch can start where this list ended.
+        return _json(_list("PodList", "v1", bodies, str(self.resources.version)))
 
     def pod(self, request: Request) -> Answer:
+        job_pod = self._job_pod(request)
+        if job_pod is not None:
+            return _json({"kind": "Pod", "apiVersion": "v1", **job_pod})
         pod = self._find_pod(request)
         return _json({"kind": "Pod", "apiVersion": "v1", **self.fleet.pod_json(pod)})
 
     def pod_log(self, request: Request) -> Answer:
+        job_pod = self._job_pod(request)
+        if job_pod is not None:
+            return "text/plain", self.batch.pod_log(job_pod, request.query)
         pod = self._find_pod(request)
         options = log_options(request.query, pod.name, self.scenario.end)
         return "text/plain", log_text(self.fleet, pod, options)
@@ -173,6 +202,11 @@ class Api:
         if namespace not in (None, self.fleet.namespace):
             return []  # the real API lists an unknown namespace as empty, it does not 404
         return self.fleet.workloads.live(region)
+
+    def _job_pod(self, request: Request) -> dict[str, Any] | None:
+        if request.region is not None:
+            return None
+        return self.batch.pod(request.match["ns"], request.match["name"])
 
     def _find_pod(self, request: Request) -> Pod:
         name = request.match["name"]
@@ -209,9 +243,11 @@ class Api:
         return self.fleet.deployment_json(app, regions)
 
 
-def _list(kind: str, api_version: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+def _list(
+    kind: str, api_version: str, items: list[dict[str, Any]], version: str | None = None
+) -> dict[str, Any]:
     # Items of a list carry no kind/apiVersion of their own, as on a real cluster.
-    version = resource_version(kind, len(items))
+    version = version or resource_version(kind, len(items))
     return {
         "kind": kind,
         "apiVersion": api_version,
@@ -221,4 +257,4 @@ def _list(kind: str, api_version: str, items: list[dict[str, Any]]) -> dict[str,
 
 
 def _json(body: Mapping[str, Any]) -> Answer:
-    return JSON, json.dumps(body, separators=(",", ":")).encode()
+    return json_answer(body)

@@ -71,3 +71,56 @@ def _clause(text: str) -> Requirement:
 def select(bodies: list[dict[str, Any]], selector: tuple[Requirement, ...]) -> list[dict[str, Any]]:
     """The objects whose labels meet every requirement; an empty selector keeps them all."""
     return [b for b in bodies if all(r.matches(b["metadata"]["labels"]) for r in selector)]
+
+
+#: The fields every resource can be selected by, and the few more some allow.
+_FIELDS = {
+    "*": ("metadata.name", "metadata.namespace"),
+    "pods": ("spec.nodeName", "spec.serviceAccountName", "status.phase"),
+    "jobs": ("status.successful",),
+    "secrets": ("type",),
+}
+
+
+@dataclass(frozen=True)
+class FieldRequirement:
+    """One clause of a field selector: ``path op value`` (``=``/``==`` or ``!=``)."""
+
+    path: str
+    equal: bool
+    value: str
+
+    def matches(self, body: Mapping[str, Any]) -> bool:
+        return (_field_value(body, self.path) == self.value) == self.equal
+
+
+def parse_fields(text: str, resource: str) -> tuple[FieldRequirement, ...]:
+    """A field selector, refused as the API refuses it when it names a field it cannot select."""
+    allowed = (*_FIELDS["*"], *_FIELDS.get(resource, ()))
+    found = []
+    for clause in (c.strip() for c in text.split(",")):
+        if not clause:
+            continue
+        parts = re.split(r"(==|!=|=)", clause, maxsplit=1)
+        if len(parts) != 3:
+            raise bad_request(f"invalid selector: '{clause}'; can't understand '{clause}'")
+        path, op, value = parts
+        if path.strip() not in allowed:
+            raise bad_request(f"field label not supported: {path.strip()}")
+        found.append(FieldRequirement(path.strip(), op != "!=", value.strip()))
+    return tuple(found)
+
+
+def select_fields(
+    bodies: list[dict[str, Any]], selector: tuple[FieldRequirement, ...]
+) -> list[dict[str, Any]]:
+    return [b for b in bodies if all(r.matches(b) for r in selector)]
+
+
+def _field_value(body: Mapping[str, Any], path: str) -> str:
+    if path == "status.successful":
+        return str((body.get("status") or {}).get("succeeded", 0))
+    value: Any = body
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return "" if value is None else str(value)
