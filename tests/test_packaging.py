@@ -35,9 +35,10 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 @pytest.fixture(autouse=True)
 def _no_override(monkeypatch):
-    # Registered first so that monkeypatch restores whatever apply_flags exports.
+    # setenv, not delenv: delenv of an unset variable records nothing to restore, and
+    # apply_flags exports into os.environ. Empty means unset to the resolver.
     for variable in (ENV_NOTEBOOKS, ENV_PARAMETERS):
-        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv(variable, "")
 
 
 def _copy_parameters(tmp_path: Path, name: str = "params") -> Path:
