@@ -79,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     from tenancy_diag.service.cli import add_serve_command
 
     add_serve_command(sub)
+    _add_run_and_upload(sub)
     return parser
+
+
+def _add_run_and_upload(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``run-and-upload``: a Kubernetes Job's pod runs the notebooks and hands the bundle over."""
+    from tenancy_diag.service.job_commands import add_run_and_upload_command
+
+    add_run_and_upload_command(sub)
 
 
 def _cmd_check_signals(args: argparse.Namespace) -> int:

@@ -18,15 +18,19 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.service.executor import SubprocessExecutor
+from tenancy_diag.service.executor import Executor, SubprocessExecutor
 from tenancy_diag.service.http import configure_logging, make_handler
 from tenancy_diag.service.recovery import on_resolved
 from tenancy_diag.service.sinks import create_sink
 from tenancy_diag.service.store import Store
 from tenancy_diag.service.telemetry import Telemetry
 from tenancy_diag.service.worker import Worker
+
+if TYPE_CHECKING:
+    from tenancy_diag.service.job_manifests import JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,9 @@ class ServiceConfig:
     backoff_s: float = 30.0  # before the first retry; doubled each time
     drain_timeout_s: float = 60.0
     max_body_bytes: int = 1_000_000
+    #: Where runs happen: "subprocess" (this host) or "kubernetes" (one Job each, ``jobs``).
+    executor: str = "subprocess"
+    jobs: JobSettings | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -70,6 +77,26 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def create_executor(config: ServiceConfig) -> Executor:
+    """The executor ``config.executor`` names: the subprocess one, or Kubernetes Jobs."""
+    if config.executor == "kubernetes":
+        if config.jobs is None:
+            raise ConfigError("--executor kubernetes needs --namespace, --image and the rest")
+        # Deferred: the kubernetes client loads only for the service that uses it.
+        from tenancy_diag.service.kube_jobs import KubernetesJobExecutor  # noqa: PLC0415
+
+        aws = config.sources.get("--aws-endpoint-url")
+        return KubernetesJobExecutor(
+            config.out,
+            config.jobs,
+            extra_args=config.runner_args,
+            aws_endpoint_url=None if aws in (None, "aws") else aws,
+        )
+    if config.executor != "subprocess":
+        raise ConfigError(f"unknown executor {config.executor!r}; use subprocess or kubernetes")
+    return SubprocessExecutor(config.out, config.sources, extra_args=config.runner_args)
+
+
 class Service:
     """The running service; :meth:`start`, then :meth:`stop` (or :meth:`run` until SIGTERM)."""
 
@@ -78,7 +105,7 @@ class Service:
         address = parse_listen(config.listen)
         aws = config.sources.get("--aws-endpoint-url") or None
         sinks = [create_sink(spec, out=config.out, aws_endpoint_url=aws) for spec in config.sinks]
-        executor = SubprocessExecutor(config.out, config.sources, extra_args=config.runner_args)
+        executor = create_executor(config)
         self.store = Store(config.state_dir / QUEUE_FILE, capacity=config.capacity)
         self.requeued = self.store.requeue_interrupted()
         self.telemetry = Telemetry()

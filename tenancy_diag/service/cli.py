@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tenancy_diag import resources
 from tenancy_diag.arguments import positive_float, positive_int
 from tenancy_diag.errors import TenancyDiagError
+from tenancy_diag.service.job_commands import add_executor_flags, job_settings
 from tenancy_diag.sources.registry import registry as source_kinds
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def add_serve_command(subparsers: Any) -> None:
         help="an extra argument for every run, e.g. --runner-arg=--sample (repeatable)",
     )
     resources.add_flags(serve_parser)
+    add_executor_flags(serve_parser)
     serve_parser.set_defaults(func=_cmd_serve)
 
 
@@ -87,6 +89,8 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         capacity=args.capacity,
         max_attempts=args.max_attempts,
         backoff_s=args.retry_backoff,
+        executor=args.executor,
+        jobs=job_settings(args),
     )
 
 

@@ -2,13 +2,13 @@
 
 The sandbox's kubelet has no image and no mount namespace, so a pod's filesystem is mapped:
 
-- each volume is a folder under the pod's folder (``emptyDir`` empty; ``secret`` and
-  ``configMap`` one file per key, or per ``items`` entry, with ``defaultMode``), and every
+- each volume is a folder under the pod's folder (:mod:`.volumes`), and every
   command-line argument, ``workingDir`` and environment value that names a path under a
   ``mountPath`` (whole, or after ``--flag=``) is rewritten to the mapped folder;
 - the root filesystem is a folder of its own, the working directory and ``HOME`` unless the
   container names others, made read-only when ``readOnlyRootFilesystem`` is set, so a program
-  that writes where a read-only pod could not fails here too;
+  that writes where a read-only pod could not fails here too (unless the kubelet runs as root,
+  whom file modes do not stop; see :mod:`.volumes`);
 - a volume mounted at ``/tmp`` also sets ``TMPDIR`` (a real container's ``/tmp`` is the mount).
 
 The environment is what the kubelet gives a container and nothing of this host's but ``PATH``:
@@ -24,28 +24,18 @@ The image's program is found through ``programs``: ``tenancy-diag`` runs as
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenancy_diag.sandbox.kube_api.errors import ContainerNotStarted
 from tenancy_diag.sandbox.kube_api.resources import Body
+from tenancy_diag.sandbox.kube_api.volumes import Lookup, check_user, mount_volumes, object_data
 
-#: Looks a Secret or ConfigMap up: (resource, namespace, name) -> its body or None.
-Lookup = Callable[[str, str, str], Body | None]
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-class ContainerNotStarted(Exception):
-    """The container cannot start yet; ``reason`` and ``message`` go in its waiting state."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.message = reason, message
 
 
 @dataclass(frozen=True)
@@ -61,7 +51,8 @@ def prepare(
     """The first container of ``pod`` as a local process rooted at ``folder``."""
     spec, meta = pod["spec"], pod["metadata"]
     container = spec["containers"][0]
-    volumes = _volumes(spec, meta["namespace"], lookup, folder / "volumes")
+    check_user(pod, container)
+    volumes = mount_volumes(spec, meta["namespace"], lookup, folder / "volumes")
     mounts = []
     for mount in container.get("volumeMounts") or []:
         local = volumes[mount["name"]] / mount.get("subPath", "")
@@ -72,7 +63,7 @@ def prepare(
     root = folder / "rootfs"
     root.mkdir(parents=True, exist_ok=True)
     read_only = bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem"))
-    root.chmod(0o555 if read_only else 0o755)
+    root.chmod(0o555 if read_only else 0o777)
     # Everything is expanded in the container's terms first and rewritten once: a mapped folder
     # may itself lie under a mount path (this host's /tmp under the pod's "/tmp").
     seen = _environment(pod, container, lookup)
@@ -93,70 +84,6 @@ def prepare(
     working = container.get("workingDir")
     cwd = Path(rewrite(working)) if working else root
     return Launch(argv, env, cwd)
-
-
-def _volumes(spec: Body, namespace: str, lookup: Lookup, folder: Path) -> dict[str, Path]:
-    found = {}
-    for volume in spec.get("volumes") or []:
-        path = folder / volume["name"]
-        path.mkdir(parents=True, exist_ok=True)
-        if "emptyDir" in volume:
-            pass
-        elif "secret" in volume or "configMap" in volume:
-            _fill(volume, namespace, lookup, path)
-        else:
-            raise ContainerNotStarted(
-                "ContainerCreating",
-                f'MountVolume.SetUp failed for volume "{volume["name"]}" : the sandbox kubelet '
-                "mounts emptyDir, secret and configMap volumes only",
-            )
-        found[volume["name"]] = path
-    return found
-
-
-def _fill(volume: Body, namespace: str, lookup: Lookup, path: Path) -> None:
-    resource, source = (
-        ("secrets", volume["secret"])
-        if "secret" in volume
-        else (
-            "configmaps",
-            volume["configMap"],
-        )
-    )
-    name = source.get("secretName") if resource == "secrets" else source.get("name")
-    body = lookup(resource, namespace, str(name))
-    if body is None:
-        if source.get("optional"):
-            return
-        kind = "secret" if resource == "secrets" else "configmap"
-        raise ContainerNotStarted(
-            "ContainerCreating",
-            f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}" not found',
-        )
-    data = _data(resource, body)
-    items = source.get("items") or [{"key": k, "path": k} for k in sorted(data)]
-    mode = int(source.get("defaultMode", 0o644))
-    for item in items:
-        if item["key"] not in data:
-            if source.get("optional"):
-                continue
-            raise ContainerNotStarted(
-                "ContainerCreating",
-                f'MountVolume.SetUp failed for volume "{volume["name"]}" : configmap references '
-                f"non-existent config key: {item['key']}",
-            )
-        target = path / item["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data[item["key"]])
-        target.chmod(int(item.get("mode", mode)) | stat.S_IRUSR)
-
-
-def _data(resource: str, body: Body) -> dict[str, bytes]:
-    if resource == "secrets":
-        return {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
-    data = {k: str(v).encode() for k, v in (body.get("data") or {}).items()}
-    data.update({k: base64.b64decode(v) for k, v in (body.get("binaryData") or {}).items()})
-    return data
 
 
 def _environment(pod: Body, container: Body, lookup: Lookup) -> dict[str, str]:
@@ -189,7 +116,7 @@ def _env_from(source: Body, namespace: str, lookup: Lookup) -> dict[str, str]:
             "CreateContainerConfigError", f'{kind} "{ref.get("name")}" not found'
         )
     prefix = source.get("prefix", "")
-    return {prefix + k: v.decode() for k, v in _data(resource, body).items()}
+    return {prefix + k: v.decode() for k, v in object_data(resource, body).items()}
 
 
 def _value_from(variable: Body, pod: Body, lookup: Lookup) -> str | None:
@@ -211,7 +138,7 @@ def _value_from(variable: Body, pod: Body, lookup: Lookup) -> str | None:
     )
     kind = "Secret" if resource == "secrets" else "ConfigMap"
     body = lookup(resource, meta["namespace"], str(ref.get("name")))
-    data = _data(resource, body) if body is not None else None
+    data = object_data(resource, body) if body is not None else None
     if data is None or ref.get("key") not in data:
         if ref.get("optional"):
             return None

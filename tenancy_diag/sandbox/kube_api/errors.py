@@ -116,3 +116,12 @@ def invalid_object(
 def expired(requested: int, oldest: int) -> ApiError:
     """410 for a watch from a version the event log no longer holds."""
     return ApiError(410, "Expired", f"too old resource version: {requested} ({oldest})")
+
+
+class ContainerNotStarted(Exception):
+    """Not an answer: why the kubelet cannot start a container yet (its waiting state's
+    ``reason`` and ``message``, as kubelet words them)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message

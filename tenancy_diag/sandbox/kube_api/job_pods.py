@@ -118,20 +118,24 @@ def running(pod: Body, now: str) -> None:
     )
 
 
-def terminated(pod: Body, exit_code: int, now: str) -> None:
+def terminated(
+    pod: Body, exit_code: int, now: str, reason: str | None = None, message: str | None = None
+) -> None:
+    """The container ended (``reason`` StartError and a ``message`` when it never started)."""
     status = pod["status"]
     container = status["containerStatuses"][0]
     started_at = (container["state"].get("running") or {}).get("startedAt", now)
+    state: Body = {
+        "exitCode": exit_code,
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+        "startedAt": started_at,
+        "finishedAt": now,
+        "containerID": container.get("containerID", ""),
+    }
+    if message:
+        state["message"] = message
     container.update(
-        state={
-            "terminated": {
-                "exitCode": exit_code,
-                "reason": "Completed" if exit_code == 0 else "Error",
-                "startedAt": started_at,
-                "finishedAt": now,
-                "containerID": container.get("containerID", ""),
-            }
-        },
+        state={"terminated": state},
         ready=False,
         started=False,
     )

@@ -32,7 +32,8 @@ from types import MappingProxyType
 import psutil
 
 from tenancy_diag.sandbox.kube_api import job_pods
-from tenancy_diag.sandbox.kube_api.containers import ContainerNotStarted, Launch, describe, prepare
+from tenancy_diag.sandbox.kube_api.containers import Launch, describe, prepare
+from tenancy_diag.sandbox.kube_api.errors import ContainerNotStarted
 from tenancy_diag.sandbox.kube_api.resources import Body, Resources
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,9 @@ class Kubelet:
                 start_new_session=True,
             )
         except OSError as e:
-            why = str(e)
-            self._update(key, lambda pod: job_pods.waiting(pod, "StartError", why))
-            self._finish(key, 128, None)
+            # As containerd reports a process that could not be started: exit 128, StartError.
+            why = f"failed to start the container's process: {e}"
+            self._finish(key, 128, StartFailure(why))
             return
         with self._lock:
             self._processes[key] = process
@@ -144,7 +145,7 @@ class Kubelet:
             self._kill(key, process, 0)  # deleted while it started
         self._collect(key, process)
         code = process.wait()
-        self._finish(key, 128 - code if code < 0 else code, process)
+        self._finish(key, 128 - code if code < 0 else code)
 
     def _prepared(self, key: Key) -> Launch | None:
         """The container's launch, once everything it needs exists; None if the pod went away."""
@@ -186,13 +187,16 @@ class Kubelet:
                     self._seen[key].update(found)
             time.sleep(0.25)
 
-    def _finish(self, key: Key, code: int, process: subprocess.Popen[bytes] | None) -> None:
+    def _finish(self, key: Key, code: int, failure: StartFailure | None = None) -> None:
         with self._lock:
             self._processes.pop(key, None)
             leftovers = self._seen.pop(key, set())
         # The container is gone, and with it every process it left behind.
         _signal_all(leftovers, signal.SIGKILL)
-        if self._update(key, lambda pod: job_pods.terminated(pod, code, self.clock())):
+        reason, message = ("StartError", str(failure)) if failure else (None, None)
+        if self._update(
+            key, lambda pod: job_pods.terminated(pod, code, self.clock(), reason, message)
+        ):
             self.on_exit(*key)
 
     def _update(self, key: Key, change: Callable[[Body], object]) -> bool:
@@ -212,6 +216,10 @@ class Kubelet:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         _signal_all({p for p in everyone if _alive(p)}, signal.SIGKILL)
+
+
+class StartFailure(Exception):
+    """The container's process could not be started (its program missing, not executable)."""
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         "--kubelet-dir", type=Path, default=None, help="run Jobs' pods here (default: never)"
     )
     args = parser.parse_args(argv)
+    # The kubelet's events go beside the request log, one JSON object per line.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     spec = ScenarioSpec.from_json(json.loads(args.scenario_file.read_text(encoding="utf-8")))
     token = args.token_file.read_text(encoding="utf-8").strip()
     options = WorkloadOptions(_replicas(args.replicas), args.ready_delay_s)
