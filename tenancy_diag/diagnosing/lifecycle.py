@@ -13,7 +13,6 @@ import pandas as pd
 from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings, SloRow
-from tenancy_diag.analysis.frames import VALUE
 from tenancy_diag.diagnosing.judging import Basis, conclude
 from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
 from tenancy_diag.sources.admin_api import JOB_FIELDS
@@ -59,17 +58,15 @@ def stuck_rows(jobs: pd.DataFrame, listed: bool, basis: Basis) -> list[SloRow]:
 
 
 def idle_regions(progress: pd.DataFrame) -> set[str]:
-    """Regions whose lifecycle exporter answers and reports no migrate job in progress at the
-    last sample: there, no replication-lag series is the contract's normal, not a gap."""
-    if progress.empty or not {"region", "job_type", "timestamp", VALUE} <= set(progress.columns):
+    """Regions whose lifecycle exporter answers (it reports jobs in progress per step).
+
+    The contract's replication lag is "of a running migration": the gauge has series only
+    while a migration replicates, and which steps replicate is the service's business. So where
+    the exporter answers and the gauge has no series, no migration is replicating: lag 0, not a
+    gap. Where the exporter does not answer either, the lag stays no data."""
+    if progress.empty or "region" not in progress.columns:
         return set()
-    idle = set()
-    for region, frame in progress.groupby("region"):
-        last = frame[frame["timestamp"] == frame["timestamp"].max()]
-        migrating = last.loc[last["job_type"] == "migrate", VALUE].fillna(0).sum()
-        if migrating == 0:
-            idle.add(str(region))
-    return idle
+    return {str(region) for region in progress["region"].dropna().unique()}
 
 
 def with_idle_lag(slo: list[SloRow], idle: set[str]) -> list[SloRow]:
