@@ -17,6 +17,8 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+# kubectl (with its kustomize) renders deploy/ in the tests.
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -51,7 +53,7 @@ export PATH="$VENV/bin:$PATH"
 
 case "$job" in
   test)
-    log "ruff"; ruff check tenancy_diag tests bench
+    log "ruff"; ruff check tenancy_diag tests bench deploy
     log "mypy"; mypy tenancy_diag
     log "import-linter"; lint-imports
     log "pytest"; pytest -n 2 "$@"
