@@ -38,6 +38,11 @@ from tenancy_diag.running.bundles import verify_bundle
 from tenancy_diag.sandbox import kube_api, moto_proc, serving
 from tenancy_diag.sandbox.serving import serve_in_thread, stop_pid
 from tenancy_diag.sandbox.topology import ScenarioSpec
+from tenancy_diag.service.intake import parse_incident
+from tenancy_diag.service.job_manifests import JobSettings
+from tenancy_diag.service.kube_jobs import KubernetesJobExecutor
+from tenancy_diag.service.store import Store
+from tenancy_diag.service.worker import judge
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube-executor")]
 TOKEN = "kube-executor-test-token"
@@ -383,3 +388,34 @@ def test_two_replicas_given_the_same_incident_share_one_job_and_its_bundle(clust
     assert manifests[0] == manifests[1]  # the same bundle, byte for byte
     for replica, job in zip(replicas, settled, strict=True):
         assert [a["sink"] for a in replica.attachments(job["id"]) if a["ok"]] == ["local"]
+
+
+# -- a run past its timeout ----------------------------------------------------------------------
+def test_a_run_past_its_timeout_ends_as_deadline_exceeded_and_a_timed_out_attempt(
+    cluster, tmp_path
+):
+    settings = JobSettings(
+        NS,
+        "registry.example.com/tenancy-diag:1.0.0",
+        "tenancy-diag-run",
+        "s3://evidence/bundles",
+        config_map="tenancy-diag-sources",
+        secret="tenancy-diag-tokens",
+        kubeconfig=cluster.kubeconfig,
+        termination_grace_s=2,
+        finish_grace_s=30,
+    )
+    executor = KubernetesJobExecutor(
+        tmp_path / "out", settings, extra_args=["--sample"], aws_endpoint_url=cluster.moto.url
+    )
+    with Store(tmp_path / "queue.sqlite") as store:
+        store.enqueue(parse_incident(json.dumps(INCIDENT).encode()))
+        job = store.claim("test")
+    started = time.monotonic()
+    execution = executor.execute(job, "20261127T040000Z-deadl1", timeout_s=2)
+    assert execution.timed_out and not execution.complete, execution
+    assert execution.stderr_tail.endswith("Job was active longer than specified deadline")
+    assert time.monotonic() - started < 30
+    assert judge(execution, 2).reason == "the run exceeded its 2 s timeout"
+    assert cluster.jobs() == [] and cluster.running_pods() == []
+    assert _objects(cluster, "bundles/") == []  # the killed run uploaded nothing
