@@ -2,9 +2,10 @@
 
 ``tenancy-diag run-and-upload --to s3://bucket/prefix <run arguments>`` is what a Job's pod
 runs: ``tenancy-diag run <run arguments>``, then, when the run sealed its bundle, the bundle's
-upload to ``<prefix>/<incident>/<run_id>/``. One command, so the image needs no shell. Its exit
-code is the run's (0 ran, 1 a notebook failed, 2 refused), but 1 when the run succeeded and the
-upload did not: the service then finds no bundle in S3 and retries.
+upload to ``<prefix>/<incident>/<run_id>/`` (and the run's audit lines beside it). One command,
+so the image needs no shell. Its exit code is the run's (0 ran, 1 a notebook failed, 2
+refused), but 1 when the run succeeded and the upload did not: the service then finds no
+bundle in S3 and retries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
+from tenancy_diag.journaling import AUDIT_FILE
 from tenancy_diag.service.job_manifests import JobSettings, evidence_location
 
 #: The executors ``serve --executor`` offers; the first is the default.
@@ -115,7 +117,8 @@ def _run_and_upload(run_parser: argparse.ArgumentParser, args: argparse.Namespac
     endpoint = named_parameters(run).get("aws_endpoint_url")
     url = str(endpoint.value) if endpoint is not None else None
     try:
-        uploaded = S3Handoff(bucket, prefix, None if url in (None, "aws") else url).upload(bundle)
+        handoff = S3Handoff(bucket, prefix, None if url in (None, "aws") else url)
+        uploaded = handoff.upload(bundle, audit=run.out / AUDIT_FILE)
     except TenancyDiagError as e:
         print(f"tenancy-diag: error: the bundle was not uploaded: {e}", file=sys.stderr)
         return code or ExitCode.FAILED

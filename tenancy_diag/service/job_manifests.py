@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.service.jobs import Job
+from tenancy_diag.settings import ENV_ACTOR
 
 PREFIX = "tenancy-diag"
 CONTAINER = "tenancy-diag"
@@ -223,6 +224,11 @@ def _container(
     env = [
         {"name": "HOME", "value": TMP},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # A pod has no login name; the audit log names who ran it.
+        {
+            "name": ENV_ACTOR,
+            "value": f"system:serviceaccount:{settings.namespace}:{settings.service_account}",
+        },
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "work", "mountPath": WORK},

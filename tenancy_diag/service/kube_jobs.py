@@ -13,7 +13,8 @@ One ``execute(job, run_id, timeout_s)``:
    (``activeDeadlineSeconds`` = the run timeout) is a timeout.
 5. Fetch the bundle from S3 (:mod:`.sinks.handoff`), every file's sha256 checked against the
    manifest before it lands in ``OUT``; a bundle missing or differing leaves nothing there, and
-   the reason is the stderr tail's last line, which the worker reports.
+   the reason is the stderr tail's last line, which the worker reports. The pod's audit lines
+   for the run join this service's ``OUT/audit.jsonl``.
 6. Delete the Job, its pods in the background. Deleting, rather than leaving it to
    ``ttlSecondsAfterFinished``, is what makes the worker's retry a new attempt: it retries under
    the same run id, and a finished Job still there would hand it the same result again. The TTL
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenancy_diag.errors import ExitCode, TenancyDiagError
+from tenancy_diag.journaling import AUDIT_FILE, append_jsonl
 from tenancy_diag.running.bundles import finished_bundle
 from tenancy_diag.service.executor import Execution
 from tenancy_diag.service.job_calls import JobGone, JobsApi, terminal_condition
@@ -117,7 +119,17 @@ class KubernetesJobExecutor:
             return self._execution(bundle, code, False, f"{tail}\ntenancy-diag: {e}", started)
         except TenancyDiagError as e:
             return self._execution(bundle, -1 if gone else code, False, f"{tail}\n{e}", started)
+        self._audit(job.incident_id, run_id)
         return self._execution(bundle, code, False, tail, started)
+
+    def _audit(self, incident: str, run_id: str) -> None:
+        """The pod's audit lines for the run, into this service's audit log (as a local run's)."""
+        try:
+            for record in self.handoff.audit_lines(incident, run_id):
+                append_jsonl(self.out / AUDIT_FILE, record, "audit log", "check --out")
+        except TenancyDiagError as e:
+            # The evidence is verified and in place; a lost audit line must not fail the run.
+            _log("audit lines not copied", incident=incident, run_id=run_id, error=str(e))
 
     def _execution(
         self, bundle: Path, code: int, timed_out: bool, tail: str, started: float

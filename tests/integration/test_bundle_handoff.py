@@ -53,8 +53,10 @@ def uploaded(tmp_path, moto, s3):
     (bundle.root / "findings" / "webhook.json").write_text('{"status": "ok"}\n')
     (bundle.root / "summary.json").write_text('{"subsystems": []}\n')
     write_manifest(bundle, {"incident": INCIDENT, "run_id": RUN})
+    audit = tmp_path / "pod" / "audit.jsonl"
+    audit.write_text(json.dumps({"action": "run", "run_id": RUN, "exit_code": 0}) + "\n")
     handoff = S3Handoff(bucket, "bundles", moto.url)
-    handoff.upload(bundle.root)
+    handoff.upload(bundle.root, audit=audit)
     return handoff, client, bucket
 
 
@@ -65,6 +67,9 @@ def test_what_the_pod_uploads_comes_back_intact(uploaded, tmp_path):
     assert verify_bundle(fetched) == []
     assert (fetched / "findings" / "webhook.json").read_text() == '{"status": "ok"}\n'
     assert sorted(p.name for p in (tmp_path / "out" / INCIDENT).iterdir()) == [RUN]
+    # The pod's audit line travels beside the bundle, outside it (the manifest covers the bundle).
+    assert handoff.audit_lines(INCIDENT, RUN) == [{"action": "run", "run_id": RUN, "exit_code": 0}]
+    assert handoff.audit_lines(INCIDENT, "20261127T030000Z-000000") == []
 
 
 def test_a_tampered_object_is_refused_and_nothing_lands(uploaded, tmp_path):

@@ -296,6 +296,11 @@ def _sealed(out: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (p / "manifest.json").is_file())
 
 
+def _audit(out: Path) -> list[dict]:
+    lines = (out / "audit.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["action"] == "run"]
+
+
 def _objects(cluster: Cluster, prefix: str) -> list[str]:
     listed = _s3(cluster).list_objects_v2(Bucket="evidence", Prefix=prefix)
     return [o["Key"] for o in listed.get("Contents", [])]
@@ -330,6 +335,10 @@ def test_an_incident_runs_as_one_job_and_its_bundle_comes_back_through_s3(cluste
     assert sinks["local"]["ok"] and sinks["note"]["ok"], sinks
     (note,) = _Notes.received
     assert note["incident"] == INCIDENT["incident_id"]
+    # The pod's audit line, in the service's audit log as a local run's would be.
+    (audit,) = _audit(service.out)
+    assert (audit["action"], audit["run_id"], audit["exit_code"]) == ("run", bundle.name, 0)
+    assert audit["actor"] == f"system:serviceaccount:{NS}:tenancy-diag-run"
     print(f"\nincident -> Job -> pod -> S3 -> verified bundle -> note: {seconds:.1f} s")
 
 
@@ -364,6 +373,7 @@ def test_a_service_killed_while_its_job_runs_follows_the_same_job_after_restart(
     assert len(_events(cluster.kube_log, "container starting")) == 1  # one pod, one run
     (bundle,) = _sealed(service.out)
     assert bundle.name == created["run_id"] and verify_bundle(bundle) == []
+    assert [a["run_id"] for a in _audit(service.out)] == [created["run_id"]]  # one run
 
 
 # -- (c) two replicas, one alert ---------------------------------------------------------------

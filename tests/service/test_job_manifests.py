@@ -115,6 +115,7 @@ def test_sources_come_from_a_config_map_and_tokens_from_files(tmp_path):
     assert env["TENANCY_API_TOKEN_FILE"] == "/etc/tenancy-diag/secrets/tenancy-api-token"
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/tenancy-diag/secrets/aws-credentials"
     assert not any("valueFrom" in e for e in container["env"])  # no secret in the environment
+    assert env["TENANCY_DIAG_ACTOR"] == "system:serviceaccount:tenancy-diag:tenancy-diag-run"
     secrets = next(v for v in pod["volumes"] if "secret" in v)
     assert secrets["secret"] == {"secretName": "tenancy-diag-tokens", "defaultMode": 0o440}
     bare = JobSettings(SETTINGS.namespace, SETTINGS.image, SETTINGS.service_account, "s3://b")

@@ -1,7 +1,9 @@
 """The bundle's way out of a Job's pod: the pod uploads it to S3, the service fetches it back.
 
 The upload is :class:`~.s3.S3Sink`'s (one object per file under
-``<prefix>/<incident>/<run_id>/``, each checked by S3 against its sha256). The fetch trusts
+``<prefix>/<incident>/<run_id>/``, each checked by S3 against its sha256), plus the run's lines
+of the pod's audit log as ``<prefix>/<incident>/<run_id>.audit.jsonl``: the pod's ``OUT`` dies
+with it, and the runbook wants every run in the service's audit log. The fetch trusts
 nothing it reads: the manifest comes first, every file it lists is downloaded and its sha256
 and size compared with the manifest's, and only a bundle that matches in full is moved into
 ``OUT/<incident>/<run_id>/`` (atomically, by rename, from a folder beside it). A missing object
@@ -11,6 +13,7 @@ or a digest that differs leaves nothing there, so nothing is attached.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+AUDIT_SUFFIX = ".audit.jsonl"
 
 
 class BundleNotFetched(TenancyDiagError):
@@ -48,10 +52,40 @@ class S3Handoff:
         self.endpoint_url = endpoint_url
         self._client = client or _client(endpoint_url)
 
-    def upload(self, bundle: Path) -> Attachment:
-        """The pod's half: every file of the sealed bundle, manifest included."""
+    def upload(self, bundle: Path, audit: Path | None = None) -> Attachment:
+        """The pod's half: every file of the sealed bundle, manifest included, and ``audit``."""
         sink = S3Sink(self.bucket, self.prefix, self.endpoint_url, client=self._client)
-        return sink.attach(bundle, {})
+        uploaded = sink.attach(bundle, {})
+        if audit is not None and audit.is_file():
+            opened = read_manifest(bundle)
+            key = self._base(opened["incident"], opened["run_id"]) + AUDIT_SUFFIX
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=audit.read_bytes())
+            except (BotoCoreError, ClientError) as e:
+                raise SinkError(
+                    "s3",
+                    f"uploading the audit log to s3://{self.bucket}/{key} failed "
+                    f"({shorten(e, 160)}); retry later",
+                    retryable=True,
+                ) from e
+        return uploaded
+
+    def audit_lines(self, incident: str, run_id: str) -> list[dict[str, Any]]:
+        """The pod's audit records for the run; none when it left none."""
+        key = self._base(incident, run_id) + AUDIT_SUFFIX
+        try:
+            body = self._get(key, self.where(incident, run_id))
+        except BundleNotFetched:
+            return []
+        records = []
+        for line in body.decode("utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn line; the rest still counts
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def where(self, incident: str, run_id: str) -> str:
         return f"s3://{self.bucket}/{self._base(incident, run_id)}/"
