@@ -22,6 +22,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,11 +35,13 @@ import boto3
 import pytest
 from kubernetes import client, config
 
+from tenancy_diag.errors import TenancyDiagError
 from tenancy_diag.running.bundles import verify_bundle
 from tenancy_diag.sandbox import kube_api, moto_proc, serving
 from tenancy_diag.sandbox.serving import serve_in_thread, stop_pid
-from tenancy_diag.sandbox.topology import ScenarioSpec
+from tenancy_diag.sandbox.topology import Scenario, ScenarioSpec
 from tenancy_diag.service.intake import parse_incident
+from tenancy_diag.service.job_calls import JobApiError, JobGone, JobsApi
 from tenancy_diag.service.job_manifests import JobSettings
 from tenancy_diag.service.kube_jobs import KubernetesJobExecutor
 from tenancy_diag.service.store import Store
@@ -429,3 +432,68 @@ def test_a_run_past_its_timeout_ends_as_deadline_exceeded_and_a_timed_out_attemp
     assert judge(execution, 2).reason == "the run exceeded its 2 s timeout"
     assert cluster.jobs() == [] and cluster.running_pods() == []
     assert _objects(cluster, "bundles/") == []  # the killed run uploaded nothing
+
+
+# -- the watch the executor waits with ------------------------------------------------------------
+def _sleeper(name: str, seconds: float) -> dict:
+    container = {
+        "name": "tenancy-diag",
+        "image": "registry.example.com/tool:1",
+        "command": ["python"],
+        "args": ["-c", f"import time; time.sleep({seconds})"],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+
+
+def test_the_wait_reopens_expired_watches_and_knows_a_deleted_job(cluster):
+    settings = JobSettings(
+        NS, "img", "sa", "s3://evidence", kubeconfig=cluster.kubeconfig, watch_s=1
+    )
+    jobs = JobsApi(settings)
+    created, fresh = jobs.create_or_find(_sleeper("sleeper", 3.5))
+    again, second = jobs.create_or_find(_sleeper("sleeper", 3.5))
+    assert (fresh, second) == (True, False)
+    assert again["metadata"]["uid"] == created["metadata"]["uid"]
+    finished = jobs.wait_finished("sleeper", time.monotonic() + 60)
+    assert finished is not None and finished["status"]["succeeded"] == 1
+    watches = re.findall(
+        r"jobs\?fieldSelector=metadata\.name%3Dsleeper&resourceVersion=\d+&timeoutSeconds=1&watch=true",
+        cluster.kube_log.read_text(),
+    )
+    assert len(watches) >= 3, "each one-second watch ended and was reopened from its version"
+    assert jobs.pod_outcome("sleeper").exit_code == 0
+
+    jobs.create_or_find(_sleeper("doomed", 30))
+    threading.Timer(1.0, jobs.delete, args=("doomed",)).start()
+    with pytest.raises(JobGone, match="deleted before it finished"):
+        jobs.wait_finished("doomed", time.monotonic() + 60)
+
+
+def test_api_failures_come_back_in_the_packages_tree(tmp_path):
+    """A refused token and a closed port are JobApiErrors that say what to do, never raw
+    kubernetes or urllib3 exceptions."""
+    handler = kube_api.make_handler(Scenario(ScenarioSpec(name="healthy", tenants=20)), TOKEN)
+    httpd, thread = serve_in_thread(handler)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        kube_api.write_kubeconfig(tmp_path / "wrong-token", url, "not-the-token", None)
+        settings = JobSettings(NS, "img", "sa", "s3://b", kubeconfig=tmp_path / "wrong-token")
+        with pytest.raises(JobApiError, match=r"401 Unauthorized.*grant the service's account"):
+            JobsApi(settings).create_or_find(_sleeper("refused", 1))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    kube_api.write_kubeconfig(tmp_path / "closed", f"http://127.0.0.1:{_free_port()}", TOKEN, None)
+    settings = JobSettings(NS, "img", "sa", "s3://b", kubeconfig=tmp_path / "closed")
+    with pytest.raises(JobApiError, match="did not answer") as caught:
+        JobsApi(settings).read("anything")
+    assert caught.value.retryable and isinstance(caught.value, TenancyDiagError)
