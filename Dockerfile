@@ -39,4 +39,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 ENTRYPOINT ["tenancy-diag"]
-CMD ["serve", "--listen", "0.0.0.0:8080", "--state", "/work/state", "--out", "/work/out"]
+CMD ["serve", "--in-cluster", "--listen", "0.0.0.0:8080", "--state", "/work/state", "--out", "/work/out"]

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: The only address the receiver binds: it has no TLS, so a proxy must front any exposure.
 LOOPBACK = "127.0.0.1"
+#: All interfaces: only with ``--in-cluster`` (deploy/ limits who reaches the pod).
+ANY_HOST = "0.0.0.0"  # noqa: S104 (opt-in, in a pod only)
 QUEUE_FILE = "queue.sqlite"
 
 
@@ -54,6 +56,8 @@ class ServiceConfig:
     sources: Mapping[str, str] = field(default_factory=dict)
     #: Extra runner arguments, as given (``--sample`` replays offline).
     runner_args: tuple[str, ...] = ()
+    #: Running in a pod: --listen may be 0.0.0.0 (the NetworkPolicy admits Alertmanager only).
+    in_cluster: bool = False
     capacity: int = 100
     max_attempts: int = 3
     backoff_s: float = 30.0  # before the first retry; doubled each time
@@ -64,15 +68,17 @@ class ServiceConfig:
     jobs: JobSettings | None = None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``127.0.0.1:8080`` -> (host, port); any other host is refused."""
+def parse_listen(text: str, *, in_cluster: bool = False) -> tuple[str, int]:
+    """``127.0.0.1:8080`` -> (host, port); any other host is refused unless ``in_cluster``
+    (a pod behind a Service and a NetworkPolicy, where 0.0.0.0 is the only way to be reached)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--listen {text!r} is not HOST:PORT; use e.g. {LOOPBACK}:9464")
-    if host != LOOPBACK:
+    if host != LOOPBACK and not (in_cluster and host == ANY_HOST):
         raise ConfigError(
             f"--listen host {host!r} is not {LOOPBACK}; the receiver speaks plain HTTP, so it "
-            "binds loopback only; put a TLS proxy in front to receive from elsewhere"
+            "binds loopback only; put a TLS proxy in front to receive from elsewhere, or in a "
+            f"pod behind a NetworkPolicy pass --in-cluster with --listen {ANY_HOST}:PORT"
         )
     return host, int(port)
 
@@ -102,7 +108,7 @@ class Service:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        address = parse_listen(config.listen)
+        address = parse_listen(config.listen, in_cluster=config.in_cluster)
         aws = config.sources.get("--aws-endpoint-url") or None
         sinks = [create_sink(spec, out=config.out, aws_endpoint_url=aws) for spec in config.sinks]
         executor = create_executor(config)

@@ -29,7 +29,14 @@ def add_serve_command(subparsers: Any) -> None:
         "serve", help="receive alerts and incidents, run the notebooks, attach the evidence"
     )
     add = serve_parser.add_argument
-    add("--listen", default="127.0.0.1:9464", help="127.0.0.1:PORT (loopback only)")
+    add(
+        "--listen", default="127.0.0.1:9464", help="127.0.0.1:PORT (0.0.0.0:PORT with --in-cluster)"
+    )
+    add(
+        "--in-cluster",
+        action="store_true",
+        help="running in a pod behind a Service and NetworkPolicy: allow --listen 0.0.0.0:PORT",
+    )
     add("--state", type=Path, default=Path(".tenancy-diag"), help="folder of the durable queue")
     add("--out", type=Path, default=Path("outputs"), help="bundles folder (default: outputs/)")
     add("--workers", type=positive_int, default=2, help="runs at once")
@@ -77,6 +84,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
             sources[kind.flag] = value
     return ServiceConfig(
         listen=args.listen,
+        in_cluster=args.in_cluster,
         state_dir=args.state.resolve(),
         out=args.out.resolve(),
         token=read_token(env),

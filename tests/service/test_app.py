@@ -17,6 +17,13 @@ def test_hosts_other_than_loopback_are_refused(listen):
         parse_listen(listen)
 
 
+@pytest.mark.parametrize("listen", ["localhost:9464", "[::1]:9464", "10.0.0.5:80"])
+def test_in_cluster_opens_all_interfaces_only(listen):
+    assert parse_listen("0.0.0.0:8080", in_cluster=True) == ("0.0.0.0", 8080)
+    with pytest.raises(ConfigError, match=r"is not 127\.0\.0\.1"):
+        parse_listen(listen, in_cluster=True)
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ""])
 def test_a_listen_address_without_a_port_is_refused(listen):
     with pytest.raises(ConfigError, match="HOST:PORT"):
