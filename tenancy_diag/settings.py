@@ -40,8 +40,13 @@ class PrometheusSettings:
 class KubeSettings:
     """How to reach the cluster(s) serving the Tenancy pods."""
 
+    #: The endpoint that means "the pod's own service account" instead of a kubeconfig file.
+    IN_CLUSTER: ClassVar[str] = "in-cluster"
+
     #: Path to a kubeconfig; None uses the client's default lookup.
     kubeconfig: Path | None = None
+    #: Use the pod's service account (token and CA mounted by Kubernetes), not a kubeconfig.
+    in_cluster: bool = False
     #: Region -> kube context; empty means the current context serves every region.
     contexts_by_region: Mapping[str, str] = field(default_factory=dict)
     namespace: str = "tenancy"

@@ -396,7 +396,7 @@ def test_serve_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     claim = volumes[state["name"]]["persistentVolumeClaim"]["claimName"]
     _one(docs, "PersistentVolumeClaim", claim)
     sources = _one(docs, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
-    assert "TENANCY_DIAG_KUBECONFIG" not in sources["data"], "in the cluster: the service account"
+    assert sources["data"]["TENANCY_DIAG_KUBECONFIG"] == "in-cluster", "the service account"
     # The token only where it is used.
     assert pod["automountServiceAccountToken"] is True
     account = _one(docs, "ServiceAccount", pod["serviceAccountName"])

@@ -77,11 +77,9 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     sources = {}
     for kind in source_kinds:
         value = getattr(args, kind.parameter, None) or env.get(kind.env)
-        if value and kind.is_path:
-            # Runs start in bundle folders, where a relative path means something else.
-            value = str(Path(value).expanduser().resolve())
         if value:
-            sources[kind.flag] = value
+            # Runs start in bundle folders, where a relative path means something else.
+            sources[kind.flag] = kind.absolute(value)
     return ServiceConfig(
         listen=args.listen,
         in_cluster=args.in_cluster,

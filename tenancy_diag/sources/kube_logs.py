@@ -197,6 +197,8 @@ def new_api_client(
     configuration = kube_client.Configuration()
     configuration.retries = retries
     configuration.connection_pool_maxsize = max(1, settings.max_concurrency)
+    if settings.in_cluster:
+        return _in_cluster(configuration)
     try:
         api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(path) if path else None,
@@ -217,6 +219,18 @@ def new_api_client(
             f"({shorten(e, 160)}); fix --kubeconfig or the region's context"
         ) from e
     return api, str(name)
+
+
+def _in_cluster(configuration: kube_client.Configuration) -> tuple[kube_client.ApiClient, str]:
+    """A client on the pod's own service account (one cluster: contexts mean nothing here)."""
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except ConfigException as e:
+        raise ConfigError(
+            f"--kubeconfig in-cluster, but this is not a pod with a service account "
+            f"({shorten(e, 160)}); pass a kubeconfig path instead"
+        ) from e
+    return kube_client.ApiClient(configuration), "in-cluster"
 
 
 def _status_message(error: ApiException) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
@@ -58,6 +59,8 @@ class SourceKind:
     help: str = ""
     #: The endpoint is a file path: the runner hands kernels an absolute one.
     is_path: bool = False
+    #: Endpoint values that are words, not URLs or paths ("aws", "in-cluster").
+    keywords: tuple[str, ...] = ()
     #: The Protocol it is recorded and replayed at, when lower than its role's (Kubernetes
     #: speaks pods and containers); ``adapt`` then lifts it to the role's Protocol.
     speaks: type | None = None
@@ -82,6 +85,12 @@ class SourceKind:
 
     def create(self, endpoint: str, redactor: Redactor) -> Any:
         return self.factory(endpoint, redactor)
+
+    def absolute(self, endpoint: str) -> str:
+        """The endpoint as a run started in another folder must see it."""
+        if not self.is_path or not endpoint or endpoint in self.keywords:
+            return endpoint
+        return str(Path(endpoint).expanduser().resolve())
 
 
 class SourceRegistry:
@@ -151,10 +160,10 @@ def _prometheus(url: str, redactor: Redactor) -> MetricSource:
 
 
 def _kubernetes(kubeconfig: str, redactor: Redactor) -> PodLogReader:
-    from pathlib import Path
-
     from tenancy_diag.sources.kube_logs import KubeLogSource
 
+    if kubeconfig == KubeSettings.IN_CLUSTER:
+        return KubeLogSource(KubeSettings(in_cluster=True), redactor)
     return KubeLogSource(KubeSettings(kubeconfig=Path(kubeconfig)), redactor)
 
 
@@ -198,8 +207,9 @@ BUILT_IN = (
         "logs",
         "kubeconfig",
         _kubernetes,
-        "kubeconfig path for pod logs",
+        'kubeconfig path for pod logs, or "in-cluster" for the pod\'s service account',
         is_path=True,
+        keywords=(KubeSettings.IN_CLUSTER,),
         speaks=PodLogReader,
         adapt=_pod_logs,
     ),
@@ -209,6 +219,7 @@ BUILT_IN = (
         "aws_endpoint_url",
         _sqs,
         '"aws" for AWS itself, or an SQS-compatible server URL (DLQs)',
+        keywords=(SqsSettings.AWS_ITSELF,),
     ),
     SourceKind(
         "admin-api",

@@ -311,3 +311,31 @@ def test_pod_logs_answer_the_backend_neutral_log_protocol(source, scenario):
     assert {line["region"] for line in answer["lines"]} == {"us-east-1"}
     assert answer["errors"] == []  # a region with no pods is no error
     json.dumps(answer)
+
+
+def test_in_cluster_uses_the_pods_service_account(server, monkeypatch):
+    from kubernetes import config as kube_config
+
+    from tenancy_diag.redacting import default_redactor
+    from tenancy_diag.sources.registry import registry
+
+    def mounted(client_configuration):
+        # What the pod's mounted token and KUBERNETES_SERVICE_HOST would give.
+        client_configuration.host = server
+        client_configuration.api_key = {"authorization": f"Bearer {TOKEN}"}
+
+    monkeypatch.setattr(kube_config, "load_incluster_config", mounted)
+    kind = registry.get("kubernetes")
+    assert kind.absolute("in-cluster") == "in-cluster"  # a word, not a path to resolve
+    reader = kind.create("in-cluster", default_redactor())
+    pods = reader.list_pods(PodQuery(NS, f"app={CONTROLLER},region=us-east-1", "us-east-1"))
+    assert pods and all(p["labels"]["region"] == "us-east-1" for p in pods)
+
+
+def test_in_cluster_outside_a_pod_says_what_to_pass_instead(monkeypatch):
+    from tenancy_diag.errors import ConfigError
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    reader = KubeLogSource(KubeSettings(in_cluster=True), Redactor())
+    with pytest.raises(ConfigError, match=r"not a pod with a service account.*kubeconfig path"):
+        reader.list_pods(PodQuery(NS, "app=x", None))
