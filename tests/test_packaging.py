@@ -165,6 +165,19 @@ def test_serve_hands_the_folders_to_every_run(tmp_path):
     assert command[command.index("--parameters") + 1] == str(params)
 
 
+def test_job_pods_are_not_handed_this_hosts_folders(tmp_path):
+    params = _copy_parameters(tmp_path)
+    args = cli.build_parser().parse_args(
+        [
+            "serve", "--parameters", str(params), "--executor", "kubernetes", "--namespace", "ns",
+            "--image", "img", "--service-account", "sa", "--evidence-bucket", "s3://b/p",
+            "--runner-arg=--sample",
+        ]
+    )  # fmt: skip
+    config = config_from(args, {"TENANCY_DIAG_SERVICE_TOKEN": "t"})
+    assert config.runner_args == ("--sample",)
+
+
 # -- extras ------------------------------------------------------------------------------------
 
 

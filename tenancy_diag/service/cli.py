@@ -91,7 +91,11 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         sinks=tuple(args.sinks or ("local",)),
         sources=sources,
         # Explicit, not only inherited: an executor may start runs where our environment is not.
-        runner_args=(*resources.runner_args(args, env), *args.runner_args),
+        # Not to Job pods: a folder on this host means nothing there; they mount their own.
+        runner_args=(
+            *(resources.runner_args(args, env) if args.executor != "kubernetes" else ()),
+            *args.runner_args,
+        ),
         capacity=args.capacity,
         max_attempts=args.max_attempts,
         backoff_s=args.retry_backoff,
