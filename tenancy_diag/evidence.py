@@ -9,8 +9,9 @@ A run's bundle, ``OUT/<incident>/<run_id>/``::
     manifest.json             MANIFEST_SCHEMA, with the sha256 of every other file
 
 Beside the bundles, ``OUT/audit.jsonl`` holds one AUDIT_SCHEMA line per run, remediation call
-and closure; a remediation's plan and execution, and a DLQ move's plan, report and journal,
-carry theirs. The writer, the reader that checks a run and the one that quotes it in a
+(an ``intent`` line before it, a ``result`` line after) and closure, and ``OUT/<incident>/moves/``
+the incident's move journals; a remediation's plan and execution, and a DLQ move's plan, report
+and journal, carry theirs. The writer, the reader that checks a run and the one that quotes it in a
 postmortem sit in different layers; they meet here, at the bottom, so the schema a file is
 written with and the one it is read against cannot drift apart. Bump a version here when a
 file's meaning changes, never a copy of it elsewhere.
@@ -51,6 +52,9 @@ MOVE_PLAN_SCHEMA = "tenancy-diag/move-plan/v1"
 MOVE_REPORT_SCHEMA = "tenancy-diag/move-report/v1"
 #: One line per step of a DLQ move, so a rerun after any failure neither loses nor repeats.
 MOVE_JOURNAL_SCHEMA = "tenancy-diag/move-journal/v1"
+#: ``OUT/<incident>/moves/``: the incident's move journals, beside its bundles (not one of
+#: them), so a later run finds and finishes an interrupted move.
+MOVES_DIR = "moves"
 
 
 def check_schema(doc: object, expected: str, path: Path | str) -> str | None:

@@ -11,8 +11,9 @@ there (``Authorization: Bearer [REDACTED]``). Without ``keep`` the whole match i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.settings import extra_redaction_patterns
@@ -108,6 +109,17 @@ class Redactor:
 
     def redact_all(self, texts: Iterable[str]) -> list[str]:
         return [self.redact(t) for t in texts]
+
+    def redact_data(self, value: Any) -> Any:
+        """``value`` (JSON-like data) with every string in it redacted, keys kept: a record
+        whose every field passed through here can be written wherever its fields go."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {key: self.redact_data(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_data(item) for item in value]
+        return value
 
 
 def _compile_extra(pattern: str) -> re.Pattern[str]:

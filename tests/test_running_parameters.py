@@ -123,7 +123,8 @@ def test_a_parameter_goes_only_to_notebooks_declaring_it(declared):
         "access_key_id",
         "api_key",
         "apikey",
-        "key",
+        "signing_key",
+        "private_keys",
         "aws_credentials",
         "TOKEN",
     ],
@@ -134,7 +135,10 @@ def test_secret_looking_names_are_refused(declared, name):
         resolve(declared, parse_assignments([f"{name}=x"]), RUNNER)
 
 
-@pytest.mark.parametrize("name", ["kubeconfig", "monkey", "keyspace", "tenant", "lookback"])
+# A bare `key` is the policy cache refresh's cache key (issue 12), not a credential.
+@pytest.mark.parametrize(
+    "name", ["kubeconfig", "monkey", "keyspace", "tenant", "lookback", "key", "cache_key", "keys"]
+)
 def test_ordinary_names_are_not_secrets(name):
     assert not looks_secret(name)
 

@@ -43,7 +43,7 @@ def post_checks(session: Session, planned: Plan, run: Execution) -> list[Check]:
     """After acting, whether it worked; after a dry run, nothing to check."""
     if run.dry_run or run.failed:
         return []
-    checks: list[Check] = PROCEDURES[session.procedure].post_checks(session, planned)
+    checks: list[Check] = PROCEDURES[session.procedure].post_checks(session, planned, run)
     return checks
 
 

@@ -17,9 +17,10 @@ from botocore.config import Config
 from tenancy_diag import runbook as runbook_mod
 from tenancy_diag import signals as signals_mod
 from tenancy_diag.errors import ConfigError, ParameterError
+from tenancy_diag.evidence import MOVES_DIR
 from tenancy_diag.redacting import default_redactor
 from tenancy_diag.remediating.auditing import AuditTrail
-from tenancy_diag.remediating.guarding import Guard
+from tenancy_diag.remediating.guarding import UNKNOWN_ACTOR, Guard, check_actor
 from tenancy_diag.remediating.kube import KubeActions
 from tenancy_diag.remediating.plans import Call
 from tenancy_diag.runbook import Runbook
@@ -95,8 +96,8 @@ class Session:
         """Where move journals live: beside the incident's bundles, not inside one, so running
         the notebook again (a new bundle) finds and finishes an interrupted move."""
         if self.trail.audit_path is not None:
-            return self.trail.audit_path.parent / self.incident / "moves"
-        return (self.trail.bundle_dir or Path()) / "moves"
+            return self.trail.audit_path.parent / self.incident / MOVES_DIR
+        return (self.trail.bundle_dir or Path()) / MOVES_DIR
 
     def endpoint(self, kind: str, *, required: bool = True) -> str:
         """The endpoint given for source kind ``kind`` (its notebook parameter)."""
@@ -158,20 +159,21 @@ def open_session(procedure: str, params: Mapping[str, Any]) -> Session:
             f"unknown remediation {procedure!r}; valid: {', '.join(book.remediations)}"
         )
     incident = str(params["incident_id"])
-    guard = Guard(incident, params["dry_run"], str(params["confirm"] or ""))
+    guard = Guard(incident, params["dry_run"], params["confirm"] or "")
     bundle = Path(params["bundle_dir"]) if params["bundle_dir"] else None
+    who = actor()
+    if guard.acting:
+        check_actor(who)
+    elif not who.strip():
+        who = UNKNOWN_ACTOR  # a dry run changes nothing; its lines still name no one blank
     trail = AuditTrail(
-        actor=actor(),
+        actor=who,
         incident=incident,
         procedure=procedure,
         audit_path=Path(params["audit_path"]) if params["audit_path"] else None,
         bundle_dir=bundle,
         run_id=bundle.name if bundle else None,
     )
-    if guard.acting and trail.actor == "unknown":
-        raise ParameterError(
-            "acting needs to know who acts, for the audit: set TENANCY_DIAG_ACTOR to your name"
-        )
     if guard.acting and trail.audit_path is None:
         raise ParameterError(
             "acting needs an audit log: run through `tenancy-diag run`, which sets audit_path, "

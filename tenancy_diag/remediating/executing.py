@@ -6,14 +6,14 @@ because undoing in reverse order is the only order that is always safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from tenancy_diag.errors import RemediationRefused, TenancyDiagError, shorten
 from tenancy_diag.evidence import REMEDIATION_SCHEMA as EXECUTION_SCHEMA
-from tenancy_diag.remediating.auditing import AuditTrail
+from tenancy_diag.remediating.auditing import AuditTrail, Line
 from tenancy_diag.remediating.guarding import Guard
 from tenancy_diag.remediating.plans import Plan
 
@@ -26,6 +26,8 @@ class StepOutcome:
     state: str  # would call, done, failed, not run
     detail: str
     rollback: str
+    #: What ``perform`` (and ``settle``) answered, for the checks after the plan to judge.
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,36 +77,45 @@ class Execution:
 
 
 def execute(plan: Plan, guard: Guard, trail: AuditTrail) -> Execution:
-    """Show or perform ``plan``; raises :class:`RemediationRefused` (audited) when refused."""
+    """Show or perform ``plan``; raises :class:`RemediationRefused` (audited) when refused.
+
+    Each real call is audited ahead: its intent is on disk before it is made, its result after.
+    """
     try:
         guard.authorize(plan)
     except RemediationRefused as e:
-        trail.record("authorize", None, f"refused: {e}", dry_run=guard.dry_run, ok=False)
+        trail.record(Line("authorize", None, f"refused: {e}", dry_run=guard.dry_run, ok=False))
         raise
     run = Execution(plan, guard.dry_run)
     if guard.acting and plan.notes:
         # The runbook wants the key and the root cause in the incident's notes: the audit log
         # is the note that cannot be forgotten.
-        trail.record("notes", None, "; ".join(plan.notes), dry_run=False)
+        trail.record(Line("notes", None, "; ".join(plan.notes), dry_run=False))
+    reverts = bool(plan.scope.get("rollback"))
     for number, step in enumerate(plan.steps, start=1):
         outcome = StepOutcome(number, step.title, str(step.call), "", "", step.rollback_text())
         run.outcomes.append(outcome)
-        if guard.dry_run:
-            outcome.state, outcome.detail = "would call", "dry run: not called"
-        elif run.failed:
-            outcome.state, outcome.detail = "not run", f"stopped after step {run.failed}"
-            continue
-        else:
-            _perform(step, outcome, run)
-        trail.record(
+        line = Line(
             step.title,
             step.call,
-            outcome.detail if outcome.state != "done" else f"ok: {outcome.detail}",
+            "",
             rollback=step.rollback,
+            no_rollback=step.no_rollback,
             dry_run=guard.dry_run,
-            ok=outcome.state != "failed",
-            reverts=bool(plan.scope.get("rollback")),
+            reverts=reverts,
         )
+        if guard.dry_run:
+            outcome.state, outcome.detail = "would call", "dry run: not called"
+            trail.record(replace(line, result=outcome.detail))
+            continue
+        if run.failed:
+            # Never reached, so never called: nothing to audit.
+            outcome.state, outcome.detail = "not run", f"stopped after step {run.failed}"
+            continue
+        call_id = trail.intend(line)
+        _perform(step, outcome, run)
+        result = outcome.detail if outcome.state != "done" else f"ok: {outcome.detail}"
+        trail.answer(replace(line, result=result, ok=outcome.state != "failed"), call_id)
     return run
 
 
@@ -117,5 +128,5 @@ def _perform(step: Any, outcome: StepOutcome, run: Execution) -> None:
         outcome.state, outcome.detail = "failed", shorten(e, 300)
         run.failed = str(outcome.number)
         return
-    outcome.state = "done"
+    outcome.state, outcome.answer = "done", answer
     outcome.detail = shorten(", ".join(f"{k}={v}" for k, v in answer.items()) or "ok", 300)

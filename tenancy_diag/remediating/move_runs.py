@@ -23,12 +23,12 @@ from tenancy_diag.remediating.move_queues import (
     forwarded_attributes,
 )
 from tenancy_diag.remediating.moves import (
-    SKIP_ATTRIBUTES,
     SKIP_ERROR_CODE,
     SKIP_LIMIT,
     SKIP_SEQUENCE,
     SKIP_TENANT,
     SKIP_UNPARSABLE,
+    UNMOVABLE_ATTRIBUTES,
     Depths,
     MessageRef,
     Moved,
@@ -53,8 +53,11 @@ class Run:
     resumed: list[Moved] = field(default_factory=list)
     skipped: dict[str, list[MessageRef]] = field(default_factory=dict)
     uncertain: dict[str, str] = field(default_factory=dict)
+    unmovable: dict[str, str] = field(default_factory=dict)
     acted: int = 0  # messages this run acted on: the fault hook's index
     unseen: set[str] = field(init=False)  # unfinished journal entries not met in the source
+    #: Of those, how many settle_unseen reported uncertain because they may still be hidden.
+    hidden_uncertain: int = 0
 
     def __post_init__(self) -> None:
         self.held = Held(self.source, self.request.visibility_timeout_s)
@@ -78,6 +81,8 @@ class Run:
             self._recover(message, ref, state)
         elif reason is None and len(self.moved) >= self.request.max_messages:
             self.skipped.setdefault(SKIP_LIMIT, []).append(ref)
+        elif reason is None and attributes_full(message):
+            self.unmovable[ref.message_id] = UNMOVABLE_ATTRIBUTES
         elif reason is None:
             self._move(message, ref)
         else:
@@ -137,6 +142,7 @@ class Run:
             state = self.book.state(move_id)
             if state is not None and state.event == "sent" and not hidden:
                 continue
+            self.hidden_uncertain += 1 if hidden else 0
             self.uncertain[move_id] = (
                 f"the journal says {state.event if state else '?'} but this run did not see it in"
                 f" the source (hidden by another receiver or a crashed run); rerun with the same "
@@ -153,7 +159,22 @@ class Run:
             dict(self.uncertain),
             before,
             after,
+            dict(self.unmovable),
+            max(0, in_flight(before, after) - self.hidden_uncertain),
         )
+
+
+def in_flight(before: Depths, after: Depths) -> int:
+    """Source messages hidden from the whole run: hidden when it began and still when it ended.
+
+    The smaller of the two counts, since SQS's counts are approximate and may still show, just
+    after a run, the messages it has handed back, or, just before, an earlier run's.
+    """
+
+    def hidden(counts: QueueCounts) -> int:
+        return counts.not_visible + counts.delayed
+
+    return min(hidden(before.source), hidden(after.source))
 
 
 def classify(
@@ -199,9 +220,12 @@ def _skip_reason(
         or (high is not None and sequence > high)
     ):
         return SKIP_SEQUENCE
-    if len(forwarded_attributes(message)) >= MAX_ATTRIBUTES:
-        return SKIP_ATTRIBUTES
     return None
+
+
+def attributes_full(message: dict[str, Any]) -> bool:
+    """Whether the message's own attributes leave no room for the move id's."""
+    return len(forwarded_attributes(message)) >= MAX_ATTRIBUTES
 
 
 def _text(value: object) -> str | None:

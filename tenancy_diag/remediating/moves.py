@@ -7,7 +7,7 @@ Kept apart from the modules that act (:mod:`moving`, :mod:`move_runs`, :mod:`mov
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tenancy_diag.errors import SourceConfigError
@@ -21,8 +21,16 @@ SKIP_UNPARSABLE = "unparsable"  # the body is not a JSON object
 SKIP_ERROR_CODE = "error_code"  # its error_code is not one of the retryable codes
 SKIP_TENANT = "tenant"
 SKIP_SEQUENCE = "sequence"  # no integer sequence, or outside from_sequence..to_sequence
-SKIP_ATTRIBUTES = "attributes_full"  # ten attributes already: no room for the move id
 SKIP_LIMIT = "limit"  # selected, but max_messages were already sent in this run
+
+#: Why a selected message is refused rather than moved: SQS takes at most ten message
+#: attributes, so a message carrying ten has no room for the move id, and a copy without one
+#: could not be told from a duplicate after a lost send. Refused loudly, never skipped quietly:
+#: it stays in the source, and the run is incomplete until someone moves it.
+UNMOVABLE_ATTRIBUTES = (
+    "10 message attributes (SQS's maximum) leave no room for the move id; it stays in the "
+    "source: move it by hand"
+)
 
 SOURCE = "sqs"
 
@@ -133,6 +141,13 @@ class MovePlan:
     skipped: Mapping[str, tuple[MessageRef, ...]]
     depths: Depths
     complete: bool
+    #: Selected messages a move would refuse (see :data:`UNMOVABLE_ATTRIBUTES`).
+    unmovable: tuple[MessageRef, ...] = ()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages hidden in the source when the scan began: it could not read them."""
+        return self.depths.source.not_visible + self.depths.source.delayed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +155,7 @@ class MovePlan:
             "request": self.request.to_json(),
             "selected": [asdict(r) for r in self.selected],
             "skipped": _refs_json(self.skipped),
+            "unmovable": [asdict(r) for r in self.unmovable],
             "depths": asdict(self.depths),
             "complete": self.complete,
         }
@@ -159,6 +175,34 @@ class MoveReport:
     uncertain: Mapping[str, str]
     before: Depths
     after: Depths
+    #: Selected messages refused, move id -> why (they stay in the source).
+    unmovable: Mapping[str, str] = field(default_factory=dict)
+    #: Messages hidden in the source by another receiver (a crashed run, a consumer), which
+    #: this run could not read, beyond those the journal already names as uncertain.
+    in_flight: int = 0
+
+    @property
+    def not_moved(self) -> int:
+        """Messages this run may have been meant to move and did not: uncertain, refused,
+        over ``max_messages``, or in flight where it could not see them."""
+        limit = len(self.skipped.get(SKIP_LIMIT, ()))
+        return len(self.uncertain) + len(self.unmovable) + limit + self.in_flight
+
+    def shortfall(self) -> str | None:
+        """``incomplete: N messages not moved, rerun to finish (why)``; None when complete."""
+        if not self.not_moved:
+            return None
+        counts = {
+            "uncertain": len(self.uncertain),
+            f"in flight in {self.request.source_queue}": self.in_flight,
+            "over max_messages": len(self.skipped.get(SKIP_LIMIT, ())),
+        }
+        why = [f"{n} {what}" for what, n in counts.items() if n]
+        # A rerun finishes all of those; a refused message needs a person.
+        rerun = ", rerun to finish" if why else ""
+        if self.unmovable:
+            why.append(f"{len(self.unmovable)} refused: {UNMOVABLE_ATTRIBUTES}")
+        return f"incomplete: {self.not_moved} messages not moved{rerun} ({'; '.join(why)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -169,6 +213,9 @@ class MoveReport:
             "resumed": [m.to_json() for m in self.resumed],
             "skipped": _refs_json(self.skipped),
             "uncertain": dict(self.uncertain),
+            "unmovable": dict(self.unmovable),
+            "in_flight": self.in_flight,
+            "not_moved": self.not_moved,
             "before": asdict(self.before),
             "after": asdict(self.after),
         }

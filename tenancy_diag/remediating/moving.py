@@ -26,6 +26,12 @@ Guarantees, and why they hold:
   the source and its id reported ``uncertain`` instead of guessed.
 * **One mover per journal.** The journal is held under an exclusive ``flock`` for the whole
   run, since two movers sharing it could both send the same message.
+* **Nothing left quietly.** What a run could not move is counted in its report (``not_moved``,
+  :meth:`MoveReport.shortfall`): messages ``uncertain``, over ``max_messages``, hidden in the
+  source by another receiver (``in_flight``: a crashed run's, say; a rerun after their
+  visibility timeout finishes them), and selected messages carrying SQS's maximum of ten
+  attributes, which have no room for the move id and are refused (``unmovable``), never sent
+  without it.
 * **Nothing secret is written.** Bodies never reach the journal or the report: only ids,
   tenant, sequence, error_code (redacted) and the body's sha256.
 
@@ -48,15 +54,15 @@ from tenancy_diag.evidence import MOVE_REPORT_SCHEMA as REPORT_SCHEMA
 from tenancy_diag.redacting import Redactor, default_redactor
 from tenancy_diag.remediating.move_journals import Journal
 from tenancy_diag.remediating.move_queues import Held, check_target, open_pair
-from tenancy_diag.remediating.move_runs import Fault, Run, classify
+from tenancy_diag.remediating.move_runs import Fault, Run, attributes_full, classify
 from tenancy_diag.remediating.moves import (
     MOVE_ID_ATTRIBUTE,
-    SKIP_ATTRIBUTES,
     SKIP_ERROR_CODE,
     SKIP_LIMIT,
     SKIP_SEQUENCE,
     SKIP_TENANT,
     SKIP_UNPARSABLE,
+    UNMOVABLE_ATTRIBUTES,
     Depths,
     MessageRef,
     Moved,
@@ -74,12 +80,12 @@ __all__ = [
     "MOVE_ID_ATTRIBUTE",
     "PLAN_SCHEMA",
     "REPORT_SCHEMA",
-    "SKIP_ATTRIBUTES",
     "SKIP_ERROR_CODE",
     "SKIP_LIMIT",
     "SKIP_SEQUENCE",
     "SKIP_TENANT",
     "SKIP_UNPARSABLE",
+    "UNMOVABLE_ATTRIBUTES",
     "Depths",
     "Fault",
     "MessageRef",
@@ -98,6 +104,9 @@ def plan_move(
 ) -> MovePlan:
     """List what :func:`move_messages` would move and what it would skip, changing nothing.
 
+    ``selected`` is every message the selection names; ``unmovable`` those of them a move
+    would refuse (ten attributes), which a requeue, naming sequences only, still covers.
+
     Every received message is handed back (visibility 0) when the scan ends, and none is
     deleted; receiving still adds one to each message's ApproximateReceiveCount.
     """
@@ -106,6 +115,7 @@ def plan_move(
     depths = Depths(source.counts(), target.counts())
     held = Held(source, request.visibility_timeout_s)
     selected: list[MessageRef] = []
+    unmovable: list[MessageRef] = []
     skipped: dict[str, list[MessageRef]] = {}
     complete = True
     try:
@@ -116,6 +126,8 @@ def plan_move(
                     reason = SKIP_LIMIT
                 if reason is None:
                     selected.append(ref)
+                    if attributes_full(message):
+                        unmovable.append(ref)
                 else:
                     skipped.setdefault(reason, []).append(ref)
             if len(selected) >= request.max_messages:
@@ -124,7 +136,7 @@ def plan_move(
     finally:
         held.hand_back()
     frozen = {reason: tuple(refs) for reason, refs in skipped.items()}
-    return MovePlan(request, tuple(selected), frozen, depths, complete)
+    return MovePlan(request, tuple(selected), frozen, depths, complete, tuple(unmovable))
 
 
 def move_messages(

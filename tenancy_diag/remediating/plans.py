@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from tenancy_diag.errors import ConfigError
 from tenancy_diag.evidence import REMEDIATION_PLAN_SCHEMA as PLAN_SCHEMA
 
 
@@ -67,6 +68,14 @@ class Step:
     #: Called after ``perform`` succeeded, before the next step; raises to stop the plan.
     settle: Callable[[], Mapping[str, Any]] | None = None
 
+    def __post_init__(self) -> None:
+        # A reviewer undoing an incident reads the audit: a missing undo must say why.
+        if self.rollback is None and not self.no_rollback.strip():
+            raise ConfigError(
+                f"step {self.title!r} has no rollback and does not say why; give it a rollback "
+                "call or a no_rollback reason"
+            )
+
     def rollback_text(self) -> str:
         return str(self.rollback) if self.rollback else f"none: {self.no_rollback}"
 
@@ -84,6 +93,8 @@ class Plan:
     #: Runbook steps not run by this notebook, with how to do them (e.g. verify in 5 minutes).
     followups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Figures the plan read that the checks after it judge (e.g. messages it could not read).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def blocking(self) -> list[Check]:
         """Required preconditions that failed or could not be judged."""
@@ -135,6 +146,7 @@ class Plan:
             ],
             "followups": list(self.followups),
             "notes": list(self.notes),
+            "facts": dict(self.facts),
         }
 
 

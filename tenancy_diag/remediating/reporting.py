@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenancy_diag.analysis.findings import Findings, Status
+from tenancy_diag.redacting import default_redactor
 from tenancy_diag.remediating.connecting import Session
 from tenancy_diag.remediating.executing import Execution
 from tenancy_diag.remediating.plans import Check
@@ -26,19 +27,23 @@ def subsystem_of(session: Session) -> str:
 def findings(session: Session, run: Execution, post: Sequence[Check]) -> Findings:
     plan = run.plan
     status, summary = _verdict(session, run, post)
+    # The calls' bodies and the servers' answers are quoted whole: redact them like the audit.
+    redact = default_redactor().redact_data
     return Findings(
         subsystem=subsystem_of(session),
         incident=session.incident,
         status=status,
-        summary=summary,
+        summary=redact(summary),
         regions=[str(plan.scope["region"])] if plan.scope.get("region") else [],
         tenants=[str(plan.scope["tenant"])] if plan.scope.get("tenant") else [],
-        actions=[*plan.followups, *run.rollbacks()],
-        details={
-            "remediation": run.to_json(),
-            "post_checks": [c.to_json() for c in post],
-            "actor": session.trail.actor,
-        },
+        actions=redact([*plan.followups, *run.rollbacks()]),
+        details=redact(
+            {
+                "remediation": run.to_json(),
+                "post_checks": [c.to_json() for c in post],
+                "actor": session.trail.actor,
+            }
+        ),
     )
 
 
@@ -67,10 +72,13 @@ def _verdict(session: Session, run: Execution, post: Sequence[Check]) -> tuple[S
             f"{title}: step {run.failed} failed after {len(run.done)} of {n} step(s) ran; "
             "roll back with the calls listed, newest first."
         )
-    failing = [c.name for c in post if c.passed is False]
-    if failing:
+    failing = [f"{c.name} ({c.figure})" for c in post if c.passed is False]
+    # A check that could not be judged did not pass: unknown stays unknown on the way up.
+    unknown = [c.name for c in post if c.passed is None]
+    if failing or unknown:
+        said = [f"not yet effective: {'; '.join(failing)}"] if failing else []
+        said += [f"not checked, no data: {', '.join(unknown)}"] if unknown else []
         return "degraded", (
-            f"{title}: {n} call(s) done; not yet effective: {', '.join(failing)}; check again "
-            "in five minutes."
+            f"{title}: {n} call(s) done; {'; '.join(said)}; check again in five minutes."
         )
     return "ok", f"{title}: {n} call(s) done by {session.trail.actor}; checks after it pass."

@@ -21,6 +21,7 @@ from tenancy_diag.evidence import (
     FINDINGS_SCHEMA,
     MANIFEST_FILE,
     MANIFEST_SCHEMA,
+    MOVES_DIR,
     SUMMARY_FILE,
     SUMMARY_SCHEMA,
     check_schema,
@@ -60,15 +61,16 @@ def gather_bundles(
 ) -> list[GatheredBundle]:
     """Every bundle under ``evidence_dir/incident`` but ``skip`` and earlier postmortems.
 
-    A bundle that fails verification is returned with its problems and none of its contents,
-    so the report can say it was left out rather than silently show less.
+    The incident's move journals (``MOVES_DIR``) live beside its bundles and are not one. A
+    bundle that fails verification is returned with its problems and none of its contents, so
+    the report can say it was left out rather than silently show less.
     """
     folder = evidence_dir / incident
     if not folder.is_dir():
         return []
     own = skip.resolve() if skip else None
     found = []
-    for root in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for root in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != MOVES_DIR):
         if own is not None and root.resolve() == own:
             continue
         bundle = read_bundle(root)

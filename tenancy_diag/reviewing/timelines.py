@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tenancy_diag.analysis.calls import INTENT, outcome_unknown, unanswered
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.times import parse_time
 
@@ -136,13 +137,24 @@ def _onsets(
 def audit_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
     """One event per audit line with a readable time: runs, remediation calls, rollbacks, close.
 
-    A dry run's calls changed nothing, so each dry run is one event, not one per call.
+    A dry run's calls changed nothing, so each dry run is one event, not one per call. A real
+    call is one event, its result; an intent no result followed is shown as what it is, a call
+    whose outcome nobody knows.
     """
+    records = list(records)
+    open_intents = {id(r) for r in unanswered(records)}
     events = []
     dry_runs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
         at = when(record.get("time"))
         if at is None:
+            continue
+        if record.get("phase") == INTENT:
+            if id(record) in open_intents:
+                actor = str(record.get("actor") or "")
+                events.append(
+                    Event(at, "remediation", outcome_unknown(record), actor, "audit.jsonl")
+                )
             continue
         if record.get("action") == "remediate" and record.get("dry_run") is True:
             key = (str(record.get("run_id")), str(record.get("procedure") or "remediation"))

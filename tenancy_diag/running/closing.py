@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag import settings
+from tenancy_diag.analysis.calls import outcome_unknown, unanswered
 from tenancy_diag.analysis.checklist import CLOSE_ACTION, closures
-from tenancy_diag.errors import ConfigError
+from tenancy_diag.errors import ConfigError, ExitCode
 from tenancy_diag.evidence import AUDIT_FILE, AUDIT_SCHEMA
 from tenancy_diag.journaling import read_jsonl
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
@@ -59,6 +60,13 @@ def closure_records(out: Path, incident: str) -> list[dict[str, Any]]:
     return [dict(r) for r in closures(read_jsonl(out / AUDIT_FILE, AUDIT_SCHEMA), incident)]
 
 
+def unknown_outcomes(out: Path, incident: str) -> list[str]:
+    """One sentence per remediation call of ``incident`` whose intent no result followed."""
+    records = read_jsonl(out / AUDIT_FILE, AUDIT_SCHEMA)
+    records = [r for r in records if r.get("incident") == incident]
+    return [outcome_unknown(r) for r in unanswered(records)]
+
+
 def add_close_command(subparsers: Any) -> None:
     """Add ``close`` to the CLI's subparsers."""
     close = subparsers.add_parser(
@@ -72,5 +80,8 @@ def add_close_command(subparsers: Any) -> None:
 
 def _cmd_close(args: argparse.Namespace) -> int:
     record = close_incident(args.out, args.incident, args.reason, command=redact_command(sys.argv))
+    # Closing does not resolve them: each may have changed a system nobody has looked at since.
+    for sentence in unknown_outcomes(args.out, args.incident):
+        print(f"tenancy-diag: warning: {sentence}", file=sys.stderr)
     print(f"{record.incident} {record.result} (by {record.actor}) -> {args.out / AUDIT_FILE}")
-    return 0
+    return ExitCode.OK

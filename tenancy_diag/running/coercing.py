@@ -16,10 +16,12 @@ from typing import Any
 from tenancy_diag.errors import ParameterError, shorten
 
 # Credentials come from the environment (TENANCY_API_TOKEN, AWS_*), never from parameters: a
-# parameter lands in the executed notebook, the manifest and the audit log.
+# parameter lands in the executed notebook, the manifest and the audit log. A bare `key` is not
+# one: the policy cache refresh takes a cache key (`residency/v7`) as its scope; only a key
+# named for what it unlocks (`api_key`, `access_key`, `signing_key`, ...) is a credential.
 _SECRET_NAME = re.compile(
     r"token|passw|passphrase|secret|credential|apikey"
-    r"|(?:^|_)(?:api_?|access_?|private_?|signing_?)?keys?(?:_|$)",
+    r"|(?:^|_)(?:api|access|private|signing|encryption|ssh)_?keys?(?:_|$)",
     re.IGNORECASE,
 )
 _URL_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:[^@\s/]+@")

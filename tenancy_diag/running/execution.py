@@ -6,14 +6,25 @@ process in a bundle folder; the kernel's working directory is given to nbclient 
 ``resources`` instead, and every path handed to papermill is absolute. And a kernel's own
 stderr (ipykernel's warnings, its traceback when killed on a timeout) would interleave with
 the progress lines, so each kernel writes it to a log in the bundle.
+
+A kernel dies with its runner. jupyter_client starts each kernel in a session of its own (so a
+Ctrl-C meant for the runner does not interrupt a cell), which also puts it out of reach of any
+signal sent to the runner's group, and ipykernel only notices a dead parent on its next
+one-second poll: a remediation kernel would go on acting, unwatched, with no result line for
+its call. So each kernel asks Linux (``PR_SET_PDEATHSIG``) to be killed when the thread that
+started it ends, which a kill -9 of the runner ends too. That thread is the notebook's worker,
+which outlives its kernel in every normal run (nbclient shuts the kernel down first).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +45,11 @@ from tenancy_diag.running.results import load_findings, write_error_findings
 KERNEL = "python3"
 #: Seconds a kernel may take to start; two cores shared by five kernels start slowly.
 KERNEL_START_TIMEOUT_S = 120
+_PR_SET_PDEATHSIG = 1
+# Resolved before any fork: between fork and exec only the call itself may run.
+_PRCTL = (
+    getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+)
 
 
 @dataclass(frozen=True)
@@ -161,9 +177,23 @@ def _kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
             with log.open("ab") as stream:  # the kernel inherits the descriptor
                 kw.setdefault("stdout", stream)
                 kw.setdefault("stderr", stream)
+                kw.setdefault("preexec_fn", _die_with(os.getpid()))
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return LoggingKernelManager
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Run in the kernel between fork and exec: SIGKILL it when its starting thread ends."""
+
+    def arrange() -> None:
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            # The runner died between fork and prctl: nobody would ever stop this kernel.
+            os._exit(1)
+
+    return arrange
 
 
 def _redact_file(path: Path) -> None:

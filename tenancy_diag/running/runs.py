@@ -18,6 +18,7 @@ from typing import Any
 from tenancy_diag import runbook, settings
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.journaling import AUDIT_FILE
+from tenancy_diag.running import acting
 from tenancy_diag.running.bundles import (
     INDEX,
     SUMMARY,
@@ -78,6 +79,8 @@ class RunPlan:
     warnings: tuple[str, ...] = ()
     #: A caller-chosen run id (the service's, stable across its retries); None draws a new one.
     run_id: str | None = None
+    #: True when notebooks that act were strictly confirmed to act (see :mod:`.acting`).
+    acting: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,21 @@ def plan_run(
         check_name(run_id, "run id")
     inside(out, out / incident, "incident id")
     declared = {e.name: declared_parameters(e.path) for e in entries}
+    # Before the parameters are typed: `dry_run=0` must be refused with what to type instead.
+    acts = any(acting.acts(specs) for specs in declared.values())
+    confirmed = acts and acting.confirmed(given, incident)
     user = {name: value for name, value in given.items() if name != "end"}
     end = _pinned_end(given.get("end"))
     resolved = resolve(declared, user, runner={"incident_id": incident, "end": end})
     notebooks = tuple(
-        PlannedNotebook(e, resolved.per_notebook[e.name], frozenset(declared[e.name]), e.path)
+        PlannedNotebook(
+            e,
+            acting.pin(resolved.per_notebook[e.name], confirmed, incident)
+            if acting.acts(declared[e.name])
+            else resolved.per_notebook[e.name],
+            frozenset(declared[e.name]),
+            e.path,
+        )
         for e in entries
     )
     return RunPlan(
@@ -130,6 +143,7 @@ def plan_run(
         workers,
         warnings=resolved.warnings,
         run_id=run_id,
+        acting=confirmed,
     )
 
 

@@ -239,7 +239,9 @@ def test_controller_restart_replaces_one_pod_at_a_time(
     run, _ = _run("controller_restart", _acting(healthy, tmp_path), region="us-east-1", pods=2)
     assert [o.state for o in run.outcomes] == ["done", "done"], run.frame()
     after = dict(_pods(healthy))
-    deleted = [a["command"][2].rsplit("/", 1)[1] for a in _audit(tmp_path)]
+    deleted = [
+        a["command"][2].rsplit("/", 1)[1] for a in _audit(tmp_path) if a["phase"] == "result"
+    ]
     assert len(deleted) == 2 and all(name in before and name not in after for name in deleted)
     assert len(after) == len(before) and all(after.values())
     # Each step waited for its replacement: the second delete came after a Ready pod was back.
@@ -356,17 +358,22 @@ def test_the_notebook_dry_runs_and_acts_through_the_runner(
     before = _admin(healthy, "/admin/policy-cache")
     assert cli.main(base) == 0, capsys.readouterr().err
     assert _admin(healthy, "/admin/policy-cache") == before
-    assert cli.main([*base, "-p", "dry_run=false", "-p", "confirm=WRONG"]) == 1
+    # A wrong confirm is refused by the runner, before any kernel starts.
+    assert cli.main([*base, "-p", "dry_run=false", "-p", "confirm=WRONG"]) == 2
     assert _admin(healthy, "/admin/policy-cache") == before
     assert cli.main([*base, "-p", "dry_run=false", "-p", f"confirm={INCIDENT}"]) == 0
     assert _admin(healthy, "/admin/policy-cache") != before
     audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     calls = [a for a in audit if a["action"] == "remediate" and a["call"]]
-    assert [a["dry_run"] for a in calls] == [True, False]
+    assert [(a["dry_run"], a["phase"]) for a in calls] == [
+        (True, None),
+        (False, "intent"),
+        (False, "result"),
+    ]
     refused = [a for a in audit if a["result"].startswith("refused:")]
-    assert len(refused) == 1
+    assert len(refused) == 1 and "confirm 'WRONG'" in refused[0]["result"]
     bundles = sorted((tmp_path / INCIDENT).glob("*/actions.jsonl"))
-    assert len(bundles) == 3
+    assert len(bundles) == 2
 
 
 def test_an_archive_move_that_fails_half_way_finishes_on_the_next_run_without_duplicates(

@@ -129,7 +129,10 @@ def test_the_audit_and_the_delete_name_the_mappings_namespace(
     assert [o.state for o in run.outcomes] == ["done"], run.frame()
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     deletes = [a["command"] for a in audit if a["command"][1:2] == ["DELETE"]]
-    assert len(deletes) == 1, audit
+    # Written ahead: the intent before the DELETE, its result after, one call.
+    assert [a["phase"] for a in audit if a["command"][1:2] == ["DELETE"]] == ["intent", "result"]
+    assert len({a["call_id"] for a in audit if a["command"][1:2] == ["DELETE"]}) == 1, audit
+    assert deletes[0] == deletes[1]
     audited = deletes[0][2]
     assert audited.startswith(f"/api/v1/namespaces/{NAMESPACE}/pods/tenancy-controller-")
     # What was audited is what the cluster was asked to do, and nothing went elsewhere.

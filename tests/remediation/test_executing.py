@@ -107,9 +107,18 @@ def test_acting_stops_at_the_first_failure_and_lists_rollbacks_newest_first(
     assert [o.state for o in run.outcomes] == ["done", "done", "failed", "not run"]
     assert run.rollbacks() == ["step 2: none: a read", "step 1: admin-api POST /undo/0"]
     audit = _audit(tmp_path)
-    # Steps never reached make no call, so nothing is audited for them.
-    assert [a["exit_code"] for a in audit] == [0, 0, 1]
-    assert "409" in audit[2]["result"]
+    # Steps never reached make no call, so nothing is audited for them; each call that was
+    # made has its intent, then its result.
+    assert [(a["phase"], a["exit_code"]) for a in audit] == [
+        ("intent", None),
+        ("result", 0),
+        ("intent", None),
+        ("result", 0),
+        ("intent", None),
+        ("result", 1),
+    ]
+    assert "409" in audit[-1]["result"]
+    assert [a["call_id"] for a in audit[::2]] == [a["call_id"] for a in audit[1::2]]
 
 
 def test_dry_run_must_be_a_boolean() -> None:
@@ -183,3 +192,50 @@ def test_an_unknown_procedure_lists_the_valid_ones(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="valid: controller_restart, webhook_requeue"):
         open_session("reboot_everything", _session_params(tmp_path, dry_run=True))
+
+
+def test_every_field_of_every_line_is_redacted(tmp_path: Path) -> None:
+    secret, bearer = (
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "eyJhbGciOi.J9eyJzdWIi.OiJhbGljZSJ9",
+    )
+    planted = f"aws_secret_access_key={secret} Authorization: Bearer {bearer}"
+    plan = Plan("policy_cache_refresh", "Policy cache refresh", INCIDENT, {"region": "r1"})
+    plan.preconditions = [Check("up", True, "up = 1")]
+    plan.notes = [f"root cause: {planted}"]
+    call = Call("admin-api", "POST", "/x", {"reason": planted})
+    undo = Call("admin-api", "POST", "/undo", {"reason": planted})
+
+    def answer() -> dict[str, Any]:
+        return {"echo": planted}
+
+    plan.steps = [Step(f"step {planted}", call, answer, rollback=undo)]
+    execute(plan, Guard(INCIDENT, False, INCIDENT), _trail(tmp_path))
+    for log in (tmp_path / "audit.jsonl", tmp_path / BUNDLE_LOG):
+        text = log.read_text(encoding="utf-8")
+        assert secret not in text and bearer not in text
+    audit = _audit(tmp_path)
+    fields = {k for a in audit for k, v in a.items() if "[REDACTED]" in json.dumps(v)}
+    assert {"call", "command", "rollback", "result", "step"} <= fields
+
+
+def test_a_step_without_rollback_must_say_why_and_its_lines_carry_the_reason(
+    tmp_path: Path,
+) -> None:
+    from tenancy_diag.errors import ConfigError
+
+    call = Call("admin-api", "POST", "/x")
+    with pytest.raises(ConfigError, match="no rollback and does not say why"):
+        Step("flush", call, Recorder().step("s"))
+    run = execute(_plan(Recorder()), Guard(INCIDENT, False, INCIDENT), _trail(tmp_path))
+    assert run.failed is None
+    for line in _audit(tmp_path):
+        assert (line["rollback"] is None) == bool(line["no_rollback"]), line
+
+
+def test_the_guard_takes_the_incident_id_character_for_character(tmp_path: Path) -> None:
+    for near in (f"{INCIDENT} ", f" {INCIDENT}", INCIDENT.lower(), f"{INCIDENT}\n"):
+        with pytest.raises(
+            RemediationRefused, match=f"type exactly: -p dry_run=false -p confirm={INCIDENT}"
+        ):
+            execute(_plan(Recorder()), Guard(INCIDENT, False, near), _trail(tmp_path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from tenancy_diag.remediating.connecting import Session
+from tenancy_diag.remediating.executing import Execution
 from tenancy_diag.remediating.plans import Call, Check, Plan, Step
 from tenancy_diag.remediating.procedures.checks import region_value, slo, threshold_check
 
@@ -80,7 +81,7 @@ def plan(session: Session, *, region: str, pods: int = 1) -> Plan:
     return result
 
 
-def post_checks(session: Session, plan: Plan) -> list[Check]:
+def post_checks(session: Session, plan: Plan, run: Execution) -> list[Check]:
     region = str(plan.scope["region"])
     trend = region_value(session, "controller.queue_depth", region)
     return [

@@ -10,6 +10,7 @@ from typing import Any
 
 from tenancy_diag.errors import RemediationFailed
 from tenancy_diag.remediating.connecting import Session
+from tenancy_diag.remediating.executing import Execution
 from tenancy_diag.remediating.plans import Check, Plan, Step
 
 PROCEDURE = "migration_rollback"
@@ -90,7 +91,7 @@ def plan(session: Session, *, tenant: str, job_id: str = "", endpoint: str = "")
     return result
 
 
-def post_checks(session: Session, plan: Plan) -> list[Check]:
+def post_checks(session: Session, plan: Plan, run: Execution) -> list[Check]:
     tenant = str(plan.scope["tenant"])
     routing = session.send(session.admin_call("routing", tenant_id=tenant))
     want = plan.scope.get("to_endpoint")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tenancy_diag.errors import ConfigError, SourceError
 from tenancy_diag.remediating.connecting import Session
+from tenancy_diag.remediating.executing import Execution
 from tenancy_diag.remediating.plans import Call, Check, Plan, Step
 from tenancy_diag.remediating.procedures.checks import region_value, slo, threshold_check
 from tenancy_diag.times import iso, parse_duration
@@ -86,7 +87,7 @@ def plan(
     return result
 
 
-def post_checks(session: Session, plan: Plan) -> list[Check]:
+def post_checks(session: Session, plan: Plan, run: Execution) -> list[Check]:
     region = str(plan.scope["region"])
     current, default = _current(session, region)
     if plan.scope.get("rollback"):

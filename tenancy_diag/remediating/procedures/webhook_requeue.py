@@ -2,6 +2,11 @@
 through the admin API's requeue call. A later run with ``archive=True``, once deliveries
 succeed, moves those messages from the DLQ to its archive queue, losing and duplicating none.
 
+Neither says done when it is not: messages hidden in the DLQ when it was read (a crashed
+run's, a consumer's) or past ``max_messages`` were not requeued, and an archive that could not
+move every selected message says ``incomplete: N messages not moved, rerun to finish``; the
+checks after either pass only when nothing is left.
+
 Only the configured retryable codes are requeued (the runbook's "DLQ auto requeue for
 specific retryable codes"): a 4xx says the request itself is wrong, and re-delivering it
 only refills the DLQ. A range never spans a message that is not retryable, since the
@@ -15,14 +20,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tenancy_diag.analysis.calls import INTENT
 from tenancy_diag.journaling import AUDIT_SCHEMA, read_jsonl
 from tenancy_diag.remediating.connecting import Session
-from tenancy_diag.remediating.moving import MessageRef, MoveRequest, move_messages, plan_move
+from tenancy_diag.remediating.executing import Execution
+from tenancy_diag.remediating.moving import (
+    SKIP_LIMIT,
+    MessageRef,
+    MovePlan,
+    MoveRequest,
+    move_messages,
+    plan_move,
+)
 from tenancy_diag.remediating.plans import Call, Check, Plan, Step
 from tenancy_diag.remediating.procedures.checks import region_value, slo, threshold_check
 
 PROCEDURE = "webhook_requeue"
 KIND = "webhook"
+#: The plan's reading of the DLQ, which the check after a requeue judges.
+READ_ALL = "every message of the DLQ read"
+MOVED_ALL = "every selected message moved (archive complete)"
+REQUEUED_ALL = "every retryable message requeued"
 
 
 def sequence_ranges(
@@ -90,6 +108,11 @@ def plan(
     failure = region_value(session, "webhook.failure_ratio", region, window="5m")
     scope = {"region": region, "tenant": tenant or None, "dlq": dlq, "archive": archive}
     result = Plan(PROCEDURE, book.title, session.incident, scope)
+    result.facts = {
+        "in_flight": seen.in_flight,
+        "read_to_end": seen.complete,
+        "max_messages": max_messages,
+    }
     result.preconditions = [
         Check(
             "retryable messages in the DLQ",
@@ -98,6 +121,7 @@ def plan(
             f"({', '.join(sorted(retryable))}); codes seen: {', '.join(codes) or 'none'}"
             + ("" if seen.complete else f"; stopped at {max_messages}"),
         ),
+        _read_all(seen, max_messages),
         threshold_check(
             "deliveries succeed now (success confirmed)"
             if archive
@@ -119,6 +143,7 @@ def plan(
                 required=False,
             )
         )
+        result.preconditions.append(_movable(seen, retryable, ranges))
         result.steps = _archive_steps(session, book.steps[3], everything, retryable, ranges)
         result.followups = [f"{book.steps[3]} Done by this run; the undo moves them back."]
         return result
@@ -157,6 +182,7 @@ def _requeues_done(session: Session) -> int:
         if entry.get("incident") == session.incident
         and entry.get("procedure") == PROCEDURE
         and entry.get("dry_run") is False
+        and entry.get("phase") != INTENT
         and entry.get("exit_code") == 0
         and "webhooks:requeue" in str(entry.get("call") or "")
     )
@@ -227,16 +253,54 @@ def _move_call(request: MoveRequest) -> Call:
 def _move(client: Any, request: MoveRequest, journal: Path) -> dict[str, Any]:
     report = move_messages(client, request, journal)
     return {
+        # First, so a shortened detail still says it.
+        "outcome": report.shortfall() or "complete",
         "moved": len(report.moved),
         "resumed": len(report.resumed),
         "uncertain": len(report.uncertain),
+        "unmovable": len(report.unmovable),
+        "over_limit": len(report.skipped.get(SKIP_LIMIT, ())),
+        "in_flight": report.in_flight,
         "journal": journal.name,
     }
 
 
-def post_checks(session: Session, plan: Plan) -> list[Check]:
+def _read_all(seen: MovePlan, max_messages: int) -> Check:
+    """Whether the plan read the whole DLQ: what it did not read, it neither requeues nor
+    archives."""
+    missed = [f"{seen.in_flight} in flight (hidden by another receiver)"] if seen.in_flight else []
+    if not seen.complete:
+        missed.append(f"those past max_messages={max_messages}")
+    return Check(
+        READ_ALL,
+        not missed,
+        "; ".join(missed) + ": not read" if missed else "read to the end, none in flight",
+        required=False,
+    )
+
+
+def _movable(
+    seen: MovePlan, retryable: frozenset[str], ranges: dict[str, list[tuple[int, int]]]
+) -> Check:
+    refused = [
+        r
+        for r in seen.unmovable
+        if (r.error_code or "") in retryable
+        and r.sequence is not None
+        and any(a <= r.sequence <= b for a, b in ranges.get(r.tenant or "", []))
+    ]
+    figure = (
+        f"{len(refused)} carry 10 message attributes (SQS's maximum): no room for the move id, "
+        "so they stay in the DLQ to be moved by hand"
+        if refused
+        else "none carries SQS's maximum of 10 attributes"
+    )
+    return Check("every selected message can be moved", not refused, figure, required=False)
+
+
+def post_checks(session: Session, plan: Plan, run: Execution) -> list[Check]:
     region = str(plan.scope["region"])
-    return [
+    checks = [
         threshold_check(
             "delivery failure ratio after the requeue",
             region_value(session, "webhook.failure_ratio", region, window="5m"),
@@ -245,3 +309,37 @@ def post_checks(session: Session, plan: Plan) -> list[Check]:
             "",
         )
     ]
+    if plan.scope.get("archive"):
+        return [*checks, _archived_all(run)]
+    return [*checks, _requeued_all(plan)]
+
+
+def _archived_all(run: Execution) -> Check:
+    """Complete only when no step's move left anything, by its report's own counts."""
+    answers = [o.answer for o in run.outcomes]
+    refused = sum(a.get("unmovable", 0) for a in answers)
+    # In flight is the whole DLQ's, seen alike by every step's move: counted once.
+    left = refused + sum(a.get("uncertain", 0) + a.get("over_limit", 0) for a in answers)
+    left += max((a.get("in_flight", 0) for a in answers), default=0)
+    moved = sum(a.get("moved", 0) + a.get("resumed", 0) for a in answers)
+    if not left:
+        return Check(MOVED_ALL, True, f"{moved} moved, none left")
+    why = "; ".join(str(a["outcome"]) for a in answers if a.get("outcome") != "complete")
+    rerun = ", rerun to finish" if left > refused else ""
+    return Check(
+        MOVED_ALL, False, f"incomplete: {left} messages not moved{rerun}; {moved} moved ({why})"
+    )
+
+
+def _requeued_all(plan: Plan) -> Check:
+    """A requeue re-delivers what its plan read; what the plan could not read is left."""
+    in_flight, complete = plan.facts.get("in_flight", 0), plan.facts.get("read_to_end", True)
+    if not in_flight and complete:
+        return Check(REQUEUED_ALL, True, "the plan read the whole DLQ")
+    figure = f"incomplete: {in_flight} messages not requeued, rerun to finish (in flight)"
+    if not complete:
+        figure = (
+            f"incomplete: {in_flight} in flight and those past max_messages="
+            f"{plan.facts.get('max_messages')} not requeued, rerun to finish"
+        )
+    return Check(REQUEUED_ALL, False, figure)
