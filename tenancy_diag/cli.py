@@ -170,7 +170,8 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
     from tenancy_diag.sandbox import stack
 
     state = stack.status(args.state_dir)
-    print(json.dumps({"endpoints": state["endpoints"], "alive": state["alive"]}, indent=2))
+    # No endpoints yet: `up` is starting, or was stopped half-way (the next `up` replaces it).
+    print(json.dumps({"endpoints": state.get("endpoints"), "alive": state["alive"]}, indent=2))
     return ExitCode.OK if all(state["alive"].values()) else ExitCode.FAILED
 
 

@@ -4,6 +4,12 @@ Up starts, in this order of cost: a real Prometheus holding the scenario's histo
 backfill), moto's server with the DLQs filled, an HTTP server answering the Kubernetes API, and
 the Tenancy admin API. Each process's PID goes into ``state.json`` so `down` stops exactly what
 `up` started and nothing else. A failure half-way stops what had started.
+
+The state is written as each process starts, so even a `up` killed half-way leaves the PIDs
+behind. The next `up` on the same folder replaces whatever the last one left (after `down`, a
+crash, or a reboot): it stops the last sandbox's survivors, checked by command line, and clears
+the files it wrote (a second promtool backfill into old blocks would be refused). Only a
+sandbox that is wholly alive is left alone, with a sentence saying how to stop it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from threading import Lock
 from typing import Any
 
 from tenancy_diag import signals as signals_mod
@@ -36,6 +44,9 @@ SANDBOX_AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "sandbox",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+#: Everything `up` writes in its state folder, and so everything the next `up` replaces; the
+#: folder itself may be the user's and hold other files.
+_WRITTEN = ("prometheus", "moto", "kube", "admin", "scenario.json", "truth.json", "state.json")
 
 
 def default_state_dir() -> Path:
@@ -79,10 +90,36 @@ class _Started:
 
 
 class _Stack:
-    def __init__(self, state_dir: Path, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self, state_dir: Path, spec: ScenarioSpec, progress: Callable[[str], None]
+    ) -> None:
         self.dir = state_dir
+        self.spec = spec
         self.progress = progress
         self.started: list[_Started] = []
+        self._lock = Lock()  # Prometheus and moto start in threads of their own
+
+    def add(self, started: _Started) -> None:
+        """Remember a started process, on disk at once: a `up` killed later leaves its PID."""
+        with self._lock:
+            self.started.append(started)
+            _write_state(self.dir, self.state())
+
+    def state(self, endpoints: Endpoints | None = None) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "schema": STATE_SCHEMA,
+            "created_at": _iso(datetime.now(UTC)),
+            "spec": self.spec.to_json(),
+            # Who is starting it: while it lives, a second `up` must not take the folder over.
+            "starter": {"pid": os.getpid(), "cmdline": _cmdline(os.getpid())},
+            "processes": {
+                p.name: {"pid": p.pid, "url": p.url, "cmdline": _cmdline(p.pid)}
+                for p in self.started
+            },
+        }
+        if endpoints is not None:
+            state["endpoints"] = asdict(endpoints)
+        return state
 
     def spawn_http(self, name: str, module: str, scenario_file: Path, token_file: Path) -> _Started:
         folder = self.dir / name
@@ -108,7 +145,7 @@ class _Stack:
                 start_new_session=True,
             )
         started = _Started(name, proc.pid, "")
-        self.started.append(started)
+        self.add(started)
         info = wait_ready(ready, timeout_s=60, pid=proc.pid)
         started.url = str(info["url"])
         return started
@@ -142,7 +179,7 @@ def _start_prometheus(stack: _Stack, scenario: Scenario) -> _Started:
     stack.progress(f"backfill: {time.monotonic() - t0:.1f} s")
     proc = prometheus_proc.start_prometheus(data, folder)
     started = _Started("prometheus", proc.pid, proc.url)
-    stack.started.append(started)
+    stack.add(started)
     return started
 
 
@@ -151,7 +188,7 @@ def _start_moto(stack: _Stack, scenario: Scenario) -> _Started:
     folder.mkdir(parents=True, exist_ok=True)
     proc = moto_proc.start_moto(folder)
     started = _Started("moto", proc.pid, proc.url)
-    stack.started.append(started)
+    stack.add(started)
     moto_proc.fill_queues(proc.url, scenario, signals_mod.load())
     return started
 
@@ -161,24 +198,64 @@ def up(
     state_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Endpoints:
-    """Start the sandbox for ``spec``; raises SandboxError if one is already up there."""
+    """Start the sandbox for ``spec``, replacing what a stopped or crashed one left in
+    ``state_dir``; raises SandboxError if one is wholly up (or starting) there."""
     state_dir = (state_dir or default_state_dir()).resolve()
-    existing = _read_state(state_dir)
-    if existing and any(_same_process(p) for p in existing["processes"].values()):
-        raise SandboxError(
-            f"a sandbox is already up in {state_dir}; run `tenancy-diag sandbox down` first"
-        )
+    _replace_leftovers(state_dir, progress)
     state_dir.mkdir(parents=True, exist_ok=True)
     scenario = Scenario(spec)
     scenario_file = state_dir / "scenario.json"
     scenario_file.write_text(json.dumps(scenario.spec.to_json(), indent=2), encoding="utf-8")
     (state_dir / "truth.json").write_text(scenario.dumps(), encoding="utf-8")
-    stack = _Stack(state_dir, progress)
+    stack = _Stack(state_dir, scenario.spec, progress)
     try:
         return _bring_up(stack, scenario, scenario_file)
     except BaseException:
         stack.stop_all()
+        # Nothing it names runs any more: `down` would only say so.
+        (state_dir / "state.json").unlink(missing_ok=True)
         raise
+
+
+def _replace_leftovers(state_dir: Path, progress: Callable[[str], None]) -> None:
+    """Refuse a folder whose sandbox is up or starting; otherwise stop the last one's
+    survivors and clear what it wrote."""
+    state = _read_state(state_dir)
+    if state is not None:
+        processes = state["processes"]
+        alive = [name for name, proc in processes.items() if _same_process(proc)]
+        starter = state.get("starter")
+        if "endpoints" not in state and starter and _same_process(starter):
+            raise SandboxError(
+                f"a sandbox is starting in {state_dir} (`sandbox up`, pid {starter['pid']}); "
+                f"wait for it, or stop it with `{_down_command(state_dir)}`"
+            )
+        if "endpoints" in state and processes and len(alive) == len(processes):
+            endpoints = state["endpoints"]
+            raise SandboxError(
+                f"a sandbox ({endpoints.get('scenario')}) is already up in {state_dir}, "
+                f"Prometheus at {endpoints.get('prometheus_url')}; use it, or stop it with "
+                f"`{_down_command(state_dir)}` and run `sandbox up` again"
+            )
+        for name in alive:
+            stop_pid(int(processes[name]["pid"]))
+        if alive:
+            progress(f"stopped what the last sandbox left running: {', '.join(alive)}")
+    cleared = [name for name in _WRITTEN if (state_dir / name).exists()]
+    for name in cleared:
+        path = state_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if cleared:
+        progress(f"replaced what the last sandbox left in {state_dir}")
+
+
+def _down_command(state_dir: Path) -> str:
+    if state_dir == default_state_dir().resolve():
+        return "tenancy-diag sandbox down"
+    return f"tenancy-diag sandbox down --state-dir {state_dir}"
 
 
 def _bring_up(stack: _Stack, scenario: Scenario, scenario_file: Path) -> Endpoints:
@@ -218,16 +295,7 @@ def _bring_up(stack: _Stack, scenario: Scenario, scenario_file: Path) -> Endpoin
         regions=list(scenario.spec.regions),
         state_dir=str(state_dir),
     )
-    state = {
-        "schema": STATE_SCHEMA,
-        "created_at": _iso(datetime.now(UTC)),
-        "spec": scenario.spec.to_json(),
-        "processes": {
-            p.name: {"pid": p.pid, "url": p.url, "cmdline": _cmdline(p.pid)} for p in stack.started
-        },
-        "endpoints": asdict(endpoints),
-    }
-    _write_state(state_dir, state)
+    _write_state(state_dir, stack.state(endpoints))
     return endpoints
 
 
@@ -280,7 +348,14 @@ def status(state_dir: Path | None = None) -> dict[str, Any]:
 
 
 def endpoints(state_dir: Path | None = None) -> Endpoints:
-    return Endpoints(**status(state_dir)["endpoints"])
+    state = status(state_dir)
+    if "endpoints" not in state:
+        folder = (state_dir or default_state_dir()).resolve()
+        raise SandboxError(
+            f"the sandbox in {folder} is starting or stopped while starting; wait for "
+            "`sandbox up` to finish, or run it again to replace it"
+        )
+    return Endpoints(**state["endpoints"])
 
 
 def down(state_dir: Path | None = None) -> list[str]:
