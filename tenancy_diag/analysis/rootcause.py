@@ -24,6 +24,7 @@ class Candidate:
     confidence: float
     onset: datetime | None
     explains: tuple[str, ...]  # other present patterns this one causes
+    regions: tuple[str, ...] = ()  # where the pattern was seen
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -31,7 +32,13 @@ class Candidate:
             "subsystem": self.subsystem,
             "confidence": round(self.confidence, 3),
             "explains": list(self.explains),
+            "regions": list(self.regions),
+            "onset": _iso(self.onset) if self.onset else None,
         }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def rank(matches: Sequence[tuple[str, PatternMatch]], book: Runbook) -> list[Candidate]:
@@ -47,7 +54,11 @@ def rank(matches: Sequence[tuple[str, PatternMatch]], book: Runbook) -> list[Can
                 if other in book.patterns and match.id in book.patterns[other].caused_by
             )
         )
-        candidates.append(Candidate(match.id, subsystem, match.confidence, match.onset, explains))
+        candidates.append(
+            Candidate(
+                match.id, subsystem, match.confidence, match.onset, explains, tuple(match.regions)
+            )
+        )
     caused = {
         c.pattern for c in candidates if any(c.pattern in other.explains for other in candidates)
     }

@@ -23,6 +23,7 @@ from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
 from tenancy_diag.running.closing import add_close_command
 from tenancy_diag.running.coercing import Given
+from tenancy_diag.running.concluding import FAIL_ON, fail_on_problem, verdict_lines
 from tenancy_diag.running.parameters import merge, parse_assignments, read_files
 from tenancy_diag.running.progress import for_stream
 from tenancy_diag.running.rerun import rerun
@@ -95,6 +96,12 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
         "--sample",
         action="store_true",
         help="replay the recorded sample incident shipped with tenancy-diag (offline)",
+    )
+    run.add_argument(
+        "--fail-on",
+        choices=sorted(FAIL_ON),
+        default=None,
+        help="exit 1 when a subsystem is this bad or worse (unknown counts); for automation",
     )
     run.set_defaults(func=lambda args: _cmd_run(args, catalog))
 
@@ -183,7 +190,7 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
     except TenancyDiagError as e:
         _audit_refusal(args.out, "run", command, args.incident, e)
         raise
-    return _finish(args.out, "run", command, result, extra_failure=None)
+    return _finish(args.out, "run", command, result, extra_failure=None, fail_on=args.fail_on)
 
 
 def _skip(out: Path, command: list[str], bundle: Bundle) -> int:
@@ -241,7 +248,13 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _finish(
-    out: Path, action: str, command: list[str], result: RunResult, extra_failure: str | None
+    out: Path,
+    action: str,
+    command: list[str],
+    result: RunResult,
+    extra_failure: str | None,
+    *,
+    fail_on: str | None = None,
 ) -> int:
     problems = []
     if result.failed:
@@ -249,7 +262,8 @@ def _finish(
         problems.append(f"{len(result.failed)} notebook(s) failed: {details}")
     if extra_failure:
         problems.append(extra_failure)
-    code = ExitCode.FAILED if problems else ExitCode.OK
+    gate = fail_on_problem(result.summary, fail_on)
+    code = ExitCode.FAILED if problems or gate else ExitCode.OK
     append_audit(
         out,
         AuditRecord(
@@ -258,12 +272,16 @@ def _finish(
             command=command,
             incident=result.bundle.incident,
             run_id=result.bundle.run_id,
-            result="; ".join(problems) if problems else "ok",
+            result="; ".join([*problems, *filter(None, [gate])]) or "ok",
             exit_code=code,
         ),
     )
+    # The verdict before the errors: the service reads the last line of stderr as the reason.
+    print("\n".join(verdict_lines(result.summary, result.index)), file=sys.stderr)
     for problem in problems:
         print(f"tenancy-diag: error: {problem}", file=sys.stderr)
+    if gate:
+        print(f"tenancy-diag: {gate}", file=sys.stderr)
     print(result.index)
     return code
 

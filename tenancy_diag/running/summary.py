@@ -61,16 +61,7 @@ def build_summary(
         "complete": all(r.ran for r in reports),
         "errors": [r.notebook for r in reports if not r.ran],
         "subsystems": [_row(r) for r in reports],
-        "root_cause": (
-            {
-                "pattern": cause.pattern,
-                "subsystem": cause.subsystem,
-                "confidence": round(cause.confidence, 3),
-                "explains": list(cause.explains),
-            }
-            if cause
-            else None
-        ),
+        "root_cause": cause.to_json() if cause else None,
         "candidates": [c.to_json() for c in ranked],
         "severity": severity,
         "escalation": escalation_for(severity, book),
@@ -79,7 +70,20 @@ def build_summary(
             "affected_tenants": affected_tenants([r.findings for r in reports]),
             "mitigation_summary": mitigation,
         },
+        # What each affected tenant suffered, per subsystem that measured it.
+        "tenant_figures": _tenant_figures(reports),
     }
+
+
+def _tenant_figures(reports: Sequence[NotebookReport]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for report in reports:
+        figures = report.findings.get("tenant_figures")
+        if not isinstance(figures, dict):
+            continue
+        for tenant, text in figures.items():
+            out.setdefault(str(tenant), {})[report.subsystem] = str(text)
+    return out
 
 
 def _row(report: NotebookReport) -> dict[str, Any]:
