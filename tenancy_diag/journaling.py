@@ -7,6 +7,7 @@ interleave, whatever their length, and a line that was reported written survives
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -29,7 +30,18 @@ def append_jsonl(
     line = json.dumps(dict(record), ensure_ascii=False, default=str) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
+        # O_NOFOLLOW: a journal replaced by a symlink must not have lines appended elsewhere.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ConfigError(
+                    f"{what} {path} is a symlink; refusing to write through it, replace it "
+                    "with a regular file"
+                ) from e
+            raise
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 handle.write(line)

@@ -1,29 +1,35 @@
 """`tenancy-diag serve`: the receiver, the durable queue, the worker pool and the sinks, wired.
 
-Start-up order matters for "each accepted request yields exactly one bundle": the queue is
+Start-up order matters for "each accepted request yields exactly one bundle": the state folder
+is locked first (one service per queue: a second one exits naming the first), the queue is
 opened and jobs a killed predecessor left running are requeued *before* any worker claims, and
 the receiver listens last, so nothing is accepted that no one will run. SIGTERM reverses it:
-stop accepting, let running jobs finish (up to ``drain_timeout_s``), close the queue.
+stop accepting, let running jobs finish (up to ``drain_timeout_s``), close the queue, unlock.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.service.executor import Executor, SubprocessExecutor
-from tenancy_diag.service.http import configure_logging, make_handler
+from tenancy_diag.service.http import RequestLog, make_app
+from tenancy_diag.service.limits import Limits
+from tenancy_diag.service.listening import Listener
+from tenancy_diag.service.logs import configure_logging
+from tenancy_diag.service.owning import StateLock
 from tenancy_diag.service.recovery import on_resolved
+from tenancy_diag.service.retention import Pruner, Retention
 from tenancy_diag.service.sinks import create_sink
 from tenancy_diag.service.store import Store
 from tenancy_diag.service.telemetry import Telemetry
@@ -39,6 +45,8 @@ LOOPBACK = "127.0.0.1"
 #: All interfaces: only with ``--in-cluster`` (deploy/ limits who reaches the pod).
 ANY_HOST = "0.0.0.0"  # noqa: S104 (opt-in, in a pod only)
 QUEUE_FILE = "queue.sqlite"
+#: Under the state folder: one folder of kernel connection files per run, emptied at start.
+RUNTIME_DIR = "runtime"
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,10 @@ class ServiceConfig:
     max_attempts: int = 3
     backoff_s: float = 30.0  # before the first retry; doubled each time
     drain_timeout_s: float = 60.0
-    max_body_bytes: int = 1_000_000
+    #: What one client may cost the receiver (body size, deadlines, connections).
+    limits: Limits = field(default_factory=Limits)
+    #: How much finished evidence is kept (``--retain-days``, ``--retain-bytes``).
+    retention: Retention = field(default_factory=Retention)
     #: Where runs happen: "subprocess" (this host) or "kubernetes" (one Job each, ``jobs``).
     executor: str = "subprocess"
     jobs: JobSettings | None = None
@@ -100,7 +111,12 @@ def create_executor(config: ServiceConfig) -> Executor:
         )
     if config.executor != "subprocess":
         raise ConfigError(f"unknown executor {config.executor!r}; use subprocess or kubernetes")
-    return SubprocessExecutor(config.out, config.sources, extra_args=config.runner_args)
+    return SubprocessExecutor(
+        config.out,
+        config.sources,
+        extra_args=config.runner_args,
+        runtime_root=config.state_dir / RUNTIME_DIR,
+    )
 
 
 class Service:
@@ -108,7 +124,18 @@ class Service:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        address = parse_listen(config.listen, in_cluster=config.in_cluster)
+        host, port = parse_listen(config.listen, in_cluster=config.in_cluster)
+        self.lock = StateLock(config.state_dir)
+        try:
+            self._wire(config, host, port)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._stopped = threading.Event()
+
+    def _wire(self, config: ServiceConfig, host: str, port: int) -> None:
+        # Connection files (kernel HMAC keys) of runs a killed predecessor left behind.
+        shutil.rmtree(config.state_dir / RUNTIME_DIR, ignore_errors=True)
         aws = config.sources.get("--aws-endpoint-url") or None
         sinks = [create_sink(spec, out=config.out, aws_endpoint_url=aws) for spec in config.sinks]
         executor = create_executor(config)
@@ -125,48 +152,59 @@ class Service:
             max_attempts=config.max_attempts,
             backoff_s=config.backoff_s,
         )
-        handler = make_handler(
+        self.pruner = Pruner(
+            self.store,
+            config.out,
+            state_dir=config.state_dir,
+            sinks=[sink.name for sink in sinks],
+            retention=config.retention,
+            telemetry=self.telemetry,
+        )
+        record = RequestLog(self.telemetry)
+        app = make_app(
             self.store,
             config.token,
             self.telemetry,
-            config.max_body_bytes,
+            limits=config.limits,
             on_resolved=partial(on_resolved, self.store, config.out),
+            record=record,
         )
         try:
-            self.server = ThreadingHTTPServer(address, handler)
-        except OSError as e:
+            self.listener = Listener(
+                app, host, port, limits=config.limits, record=record, telemetry=self.telemetry
+            )
+        except ConfigError:
             self.store.close()
-            raise ConfigError(
-                f"cannot listen on {config.listen} ({e.strerror}); choose a free port"
-            ) from e
-        self.server.daemon_threads = True
-        self._stopped = threading.Event()
+            raise
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.server.server_address[1]}"
+        return f"http://{LOOPBACK}:{self.listener.port}"
 
     def start(self) -> None:
         self.worker.start()
-        threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True).start()
+        self.pruner.start()
+        self.listener.start()
         _log(
             "service started",
             url=self.url,
             workers=self.config.workers,
             requeued=self.requeued,
             sinks=len(self.config.sinks),
+            owner=self.lock.owner,
         )
 
     def stop(self) -> None:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.listener.stop()
         drained = self.worker.stop(self.config.drain_timeout_s)
+        self.pruner.stop()
         # Jobs still running stay "running" in the queue and are requeued at the next start.
         _log("service stopped", drained=drained, queue=self.store.depth())
         self.store.close()
+        self.lock.release()
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop gracefully."""

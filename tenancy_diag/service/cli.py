@@ -45,6 +45,20 @@ def add_serve_command(subparsers: Any) -> None:
     add("--retry-backoff", type=positive_float, default=30.0, help="seconds before 1st retry")
     add("--capacity", type=positive_int, default=100, help="queued+running jobs accepted")
     add(
+        "--retain-days",
+        type=positive_float,
+        default=None,
+        help="remove bundles attached to every sink, and moved-aside attempts, this many days "
+        "after their last write (default: keep)",
+    )
+    add(
+        "--retain-bytes",
+        type=positive_int,
+        default=None,
+        help="keep OUT under this many bytes by removing such bundles, oldest first "
+        "(never one still unattached; default: no bound)",
+    )
+    add(
         "--sink",
         dest="sinks",
         action="append",
@@ -72,6 +86,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     # Deferred: boto3 and the rest load only when the service starts, not for `--help`.
     from tenancy_diag.service.app import ServiceConfig  # noqa: PLC0415
     from tenancy_diag.service.http import read_token  # noqa: PLC0415
+    from tenancy_diag.service.retention import Retention  # noqa: PLC0415
 
     env = dict(os.environ) if env is None else env
     sources = {}
@@ -97,6 +112,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
             *args.runner_args,
         ),
         capacity=args.capacity,
+        retention=Retention(max_age_days=args.retain_days, max_bytes=args.retain_bytes),
         max_attempts=args.max_attempts,
         backoff_s=args.retry_backoff,
         executor=args.executor,

@@ -12,6 +12,12 @@ must not outlive its owner:
 - **The service dies** (kill -9). A surviving runner would keep writing into the bundle folder
   the restarted service reruns into, so the runner asks the kernel (``PR_SET_PDEATHSIG``) to
   kill it with its parent; its kernels notice their parent is gone and exit within a second.
+
+What a run may see: an allowlisted environment (:func:`runner_env`), never the service's
+webhook token or the sinks' tokens, since notebook code runs in the kernels. Kernel connection
+files (each holds the kernel's HMAC key) go to ``<runtime_root>/<run_id>`` instead of the
+shared runtime folder in /tmp, and that folder is removed after the run; what a ``kill -9``
+left there the service removes at its next start.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,15 +37,55 @@ from typing import Protocol
 
 import psutil
 
+from tenancy_diag import settings
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.bundles import MANIFEST
+from tenancy_diag.service.http import ENV_SERVICE_TOKEN, ENV_SERVICE_TOKEN_FILE
 from tenancy_diag.service.jobs import Job
+from tenancy_diag.service.sinks import ENV_NOTE_TOKEN, ENV_PAGERDUTY_ROUTING_KEY
 from tenancy_diag.sources.registry import registry as source_kinds
 
 #: Seconds between SIGTERM and SIGKILL when a run is stopped.
 GRACE_S = 5.0
 _STDERR_TAIL_CHARS = 2000
 _PR_SET_PDEATHSIG = 1
+#: The service's own secrets: never in a run's environment, whatever the allowlist says.
+WITHHELD = frozenset(
+    {ENV_SERVICE_TOKEN, ENV_SERVICE_TOKEN_FILE, ENV_NOTE_TOKEN, ENV_PAGERDUTY_ROUTING_KEY}
+)
+#: What the runner and its kernels need from the service's environment: the process basics,
+#: proxies and CA bundles, the sources' endpoints and the admin API token (read by the runs),
+#: the package's own settings. AWS_* is passed whole: the SQS source reads credentials there.
+_PASSED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+        "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MPLBACKEND",
+        "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH",
+        "COVERAGE_PROCESS_START",
+        settings.ENV_API_TOKEN, settings.ENV_API_TOKEN_FILE, settings.ENV_ACTOR,
+        settings.ENV_REDACT_PATTERNS, settings.ENV_PLUGINS, settings.ENV_NOTEBOOKS,
+        settings.ENV_PARAMETERS,
+    }
+)  # fmt: skip
+_PASSED_PREFIXES = ("LC_", "AWS_")
+#: Where jupyter_client writes kernel connection files; pointed per run at ``runtime_root``.
+ENV_RUNTIME_DIR = "JUPYTER_RUNTIME_DIR"
+
+
+def runner_env(environ: Mapping[str, str], runtime_dir: Path | None = None) -> dict[str, str]:
+    """The allowlisted part of ``environ`` for a run, with its own kernel runtime folder."""
+    passed = _PASSED | set(source_kinds.env_variables().values())
+    env = {
+        name: value
+        for name, value in environ.items()
+        if (name in passed or name.startswith(_PASSED_PREFIXES)) and name not in WITHHELD
+    }
+    if runtime_dir is not None:
+        env[ENV_RUNTIME_DIR] = str(runtime_dir)
+    return env
 
 
 @dataclass(frozen=True)
@@ -78,6 +125,9 @@ class SubprocessExecutor:
         python: str = sys.executable,
         extra_args: Sequence[str] = (),
         grace_s: float = GRACE_S,
+        *,
+        runtime_root: Path | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         flags = [kind.flag for kind in source_kinds]
         unknown = sorted(set(sources) - set(flags))
@@ -91,6 +141,10 @@ class SubprocessExecutor:
         #: Passed to every run as they are (``--sample`` replays offline, e.g. in tests).
         self.extra_args = tuple(extra_args)
         self.grace_s = grace_s
+        #: Kernel connection files go to ``runtime_root/<run_id>``; None: Jupyter's default.
+        self.runtime_root = runtime_root
+        #: Read at each run (None: this process's environment), then allowlisted.
+        self.environ = environ
 
     def command(self, job: Job, run_id: str) -> list[str]:
         command = [self.python, "-m", "tenancy_diag.cli", "run", *(job.subsystems or ("all",))]
@@ -104,9 +158,20 @@ class SubprocessExecutor:
         return [*command, *self.extra_args]
 
     def execute(self, job: Job, run_id: str, timeout_s: float) -> Execution:
+        runtime = None if self.runtime_root is None else self.runtime_root / run_id
+        if runtime is not None:
+            runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            return self._run(job, run_id, timeout_s, runtime)
+        finally:
+            if runtime is not None:
+                shutil.rmtree(runtime, ignore_errors=True)
+
+    def _run(self, job: Job, run_id: str, timeout_s: float, runtime: Path | None) -> Execution:
         started = time.monotonic()
         process = subprocess.Popen(
             self.command(job, run_id),
+            env=runner_env(os.environ if self.environ is None else self.environ, runtime),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # the runner prints only the index path, known anyway
             stderr=subprocess.PIPE,

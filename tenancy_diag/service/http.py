@@ -1,46 +1,64 @@
-"""The receiver: Alertmanager and incident webhooks in, durable jobs out.
+"""The receiver: Alertmanager and incident webhooks in, durable jobs out (a Starlette app).
 
 A POST is checked in this order: route, token, content type, length, body, payload. Nobody
 without the token learns the payload rules, and no byte of a body is read before the request
 is known to be wanted and small enough. A 2xx goes out only after the store has committed.
+Every client mistake is a 4xx with a one-line reason; a 5xx means this service failed.
+
+The app runs on :mod:`.listening`'s server; parsing and the store's commits run in worker
+threads, so the event loop keeps accepting while SQLite syncs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TextIO
-from urllib.parse import urlsplit
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenancy_diag.errors import ConfigError, TenancyDiagError, shorten
 from tenancy_diag.service.intake import Rejection, RunRequest, parse_alertmanager, parse_incident
+from tenancy_diag.service.limits import Limits
+from tenancy_diag.service.logs import configure_logging, describe
+from tenancy_diag.service.schema import openapi
 from tenancy_diag.service.store import QueueFull, Store, StoreError
 from tenancy_diag.service.telemetry import CONTENT_TYPE, Telemetry
+
+__all__ = [
+    "ENV_SERVICE_TOKEN",
+    "ENV_SERVICE_TOKEN_FILE",
+    "RequestLog",
+    "configure_logging",
+    "make_app",
+    "read_token",
+]
 
 # Names of variables, not secrets.
 ENV_SERVICE_TOKEN = "TENANCY_DIAG_SERVICE_TOKEN"  # noqa: S105
 ENV_SERVICE_TOKEN_FILE = "TENANCY_DIAG_SERVICE_TOKEN_FILE"  # noqa: S105
 #: Seconds a 503 asks the sender to wait; Alertmanager backs off on its own schedule anyway.
 RETRY_AFTER_S = 30
-#: An unread body left in the socket makes close() send a reset, which can destroy our error
-#: reply before the client reads it; so up to this much is drained (and dropped) first.
-_LINGER_BYTES = 1 << 20
-_LINGER_S = 1.0
+#: Methods HTTP defines: one of these on a path that does not take it is 405, anything else 501.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
+)
+_LOG_KEY = "tenancy_diag.log"
 
 log = logging.getLogger(__name__)
-_PARSERS: dict[str, Callable[[bytes], RunRequest]] = {
-    "/alerts": parse_alertmanager,
-    "/incidents": parse_incident,
-}
 
 
 def read_token(env: Mapping[str, str] | None = None) -> str:
@@ -66,125 +84,99 @@ def read_token(env: Mapping[str, str] | None = None) -> str:
     return token
 
 
-def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> None:
-    """Write the service's log lines (already JSON) unadorned to ``stream`` (stderr); idempotent."""
-    logger = logging.getLogger("tenancy_diag.service")
-    logger.setLevel(level)
-    if any(h.name == "tenancy-diag-service" for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.name = "tenancy-diag-service"
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-
-
 class ResolvedHook(Protocol):
     """What a resolved notification starts beyond being recorded; returns (job id, created)."""
 
     def __call__(self, req: RunRequest) -> tuple[int, bool]: ...
 
 
+class RequestLog:
+    """One JSON line and one count per answer, whoever gave it (the app or the listener)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def __call__(
+        self,
+        method: str | None,
+        path: str,
+        status: int,
+        reason: str | None = None,
+        *,
+        job: int | None = None,
+        started: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self.telemetry.request_served(path, status)
+        fields: dict[str, Any] = {"method": method, "path": shorten(path, 200), "status": status}
+        fields |= {"job": job, "reason": reason}
+        if started is not None:
+            fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if error is not None:
+            fields |= describe(error)
+        log.log(logging.ERROR if status >= 500 else logging.INFO, json.dumps(fields))
+
+
 @dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    job: int | None = None
-    reason: str | None = None
+class _Receiver:
+    store: Store
+    token: bytes
+    telemetry: Telemetry
+    limits: Limits
+    on_resolved: ResolvedHook | None
 
-
-def _json(status: int, payload: dict[str, Any], **extra: Any) -> _Reply:
-    return _Reply(status, json.dumps(payload).encode(), **extra)
-
-
-def _refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> _Reply:
-    reason = shorten(reason)
-    return _json(status, {"error": reason}, headers=headers or {}, reason=reason)
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    store: ClassVar[Store]
-    telemetry: ClassVar[Telemetry]
-    token: ClassVar[bytes]
-    max_body_bytes: ClassVar[int]
-    #: What a resolved notification starts beyond being recorded: (job id, created).
-    on_resolved: ClassVar[ResolvedHook | None] = None
-    server_version = "tenancy-diag"
-    sys_version = ""
-    # Seconds a client may stall one read; keeps slow clients from pinning threads forever.
-    timeout = 30
-
-    def do_GET(self) -> None:
-        self._handle(self._get)
-
-    def do_POST(self) -> None:
-        self._handle(self._post)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The stdlib's access log is free text; ours is the JSON line in _handle.
-        log.debug(format, *args)
-
-    def _handle(self, route: Callable[[str], _Reply]) -> None:
-        started = time.monotonic()
-        self._body_read = False
-        path = urlsplit(self.path).path
+    async def healthz(self, request: Request) -> Response:
         try:
-            reply = route(path)
-        except Rejection as e:
-            auth = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-            reply = _refusal(e.status, e.reason, auth)
-        except QueueFull as e:
-            reply = _refusal(503, str(e), {"Retry-After": str(RETRY_AFTER_S)})
-        except TenancyDiagError as e:
-            reply = _refusal(500, str(e))
-        except Exception:
-            # A bug in one request must still answer (Alertmanager retries a 500) and leave a trace.
-            log.exception("request %s %s failed", self.command, path)
-            reply = _refusal(500, "internal error; see the service log")
-        self._send(reply)
-        self._linger()
-        self.telemetry.request_served(path, reply.status)
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
-        fields = {"method": self.command, "path": path, "status": reply.status}
-        fields |= {"job": reply.job, "reason": reply.reason, "duration_ms": duration_ms}
-        log.info(json.dumps(fields))
+            depth = await run_in_threadpool(self.store.depth)
+        except StoreError as e:
+            _note(request, reason=shorten(e))
+            return JSONResponse({"status": "error", "error": shorten(e)}, 503)
+        return JSONResponse({"status": "ok", "queue": depth})
 
-    def _get(self, path: str) -> _Reply:
-        if path == "/healthz":
-            try:
-                return _json(200, {"status": "ok", "queue": self.store.depth()})
-            except StoreError as e:
-                return _json(503, {"status": "error", "error": shorten(e)}, reason=shorten(e))
-        if path == "/metrics":
-            return _Reply(200, self.telemetry.exposition(), CONTENT_TYPE)
-        raise Rejection(404, f"no page at {path}; GET /healthz or /metrics")
+    async def metrics(self, request: Request) -> Response:
+        body = await run_in_threadpool(self.telemetry.exposition)
+        return Response(body, media_type=CONTENT_TYPE)
 
-    def _post(self, path: str) -> _Reply:
-        parse = _PARSERS.get(path)
-        if parse is None:
-            raise Rejection(404, f"nothing accepts POST {path}; send to {' or '.join(_PARSERS)}")
-        self._authorize()
-        if self.headers.get_content_type() not in ("application/json", "text/json"):
+    async def schema(self, request: Request) -> Response:
+        return JSONResponse(openapi(self.limits))
+
+    async def alerts(self, request: Request) -> Response:
+        return await self._accept(request, parse_alertmanager)
+
+    async def incidents(self, request: Request) -> Response:
+        return await self._accept(request, parse_incident)
+
+    async def _accept(self, request: Request, parse: Callable[[bytes], RunRequest]) -> Response:
+        self._authorize(request)
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() not in ("application/json", "text/json"):
             raise Rejection(
                 415,
-                f"content type {self.headers.get('Content-Type')!r} is not JSON; send "
+                f"content type {shorten(content_type, 60)!r} is not JSON; send "
                 "Content-Type: application/json",
             )
-        req = parse(self._read_body())
-        if req.status == "resolved":
-            resolution = self.store.record_resolution(req)
-            # Read from the class: a plain function stored on it would bind as a method.
-            hook = type(self).on_resolved
-            if hook is None:
-                return _json(200, {"resolution": resolution})
-            job, created = hook(req)
-            return _json(200, {"resolution": resolution, "job": job, "created": created}, job=job)
-        job, created = self.store.enqueue(req)
-        return _json(200, {"job": job, "created": created}, job=job)
+        body = await self._body(request)
+        answer, job = await run_in_threadpool(self._store, parse, body)
+        _note(request, job=job)
+        return JSONResponse(answer)
 
-    def _authorize(self) -> None:
-        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+    def _store(
+        self, parse: Callable[[bytes], RunRequest], body: bytes
+    ) -> tuple[dict[str, Any], int | None]:
+        req = parse(body)
+        if req.status != "resolved":
+            job, created = self.store.enqueue(req)
+            return {"job": job, "created": created}, job
+        if self.on_resolved is None:
+            return {"resolution": self.store.record_resolution(req)}, None
+        # The hook first: when the queue is full it refuses (503) before anything is written,
+        # and Alertmanager's retry finds nothing half done.
+        job, created = self.on_resolved(req)
+        resolution = self.store.record_resolution(req)
+        return {"resolution": resolution, "job": job, "created": created}, job
+
+    def _authorize(self, request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise Rejection(401, "no bearer token; send the header 'Authorization: Bearer <token>'")
         if not hmac.compare_digest(given.strip().encode(), self.token):
@@ -192,86 +184,172 @@ class _Receiver(BaseHTTPRequestHandler):
                 401, f"the bearer token is wrong; send the one in {ENV_SERVICE_TOKEN}(_FILE)"
             )
 
-    def _read_body(self) -> bytes:
-        raw = self.headers.get("Content-Length")
+    async def _body(self, request: Request) -> bytes:
+        raw = request.headers.get("content-length")
         if raw is None:
             raise Rejection(411, "no Content-Length; send the body with its length, not chunked")
         length = _byte_count(raw)
         if length is None:
             raise Rejection(400, f"Content-Length {shorten(raw, 20)!r} is not a byte count")
-        if length > self.max_body_bytes:
+        if length > self.limits.max_body_bytes:
             raise Rejection(
                 413,
-                f"the body is {length} bytes, over the limit of {self.max_body_bytes}; send fewer "
-                "alerts per notification (max_alerts in Alertmanager's webhook_config)",
+                f"the body is {length} bytes, over the limit of {self.limits.max_body_bytes}; "
+                "send fewer alerts per notification (max_alerts in Alertmanager's webhook_config)",
             )
-        body = self.rfile.read(length)
-        self._body_read = True
-        if len(body) < length:
-            raise Rejection(400, f"the body ended after {len(body)} of {length} bytes; resend it")
-        return body
-
-    def _send(self, reply: _Reply) -> None:
+        chunks: list[bytes] = []
+        got = 0
         try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            # The client hung up; the log line below still records what it would have got.
-            self.close_connection = True
-
-    def _linger(self) -> None:
-        """Drop a body we refused to read, so our reply is not lost to a connection reset."""
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        declared = _byte_count(self.headers.get("Content-Length", "0")) or 0
-        if self._body_read or not (chunked or declared > 0):
-            return
-        self.close_connection = True
-        deadline = time.monotonic() + _LINGER_S
-        left = _LINGER_BYTES
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            while left > 0 and time.monotonic() < deadline:
-                self.connection.settimeout(max(deadline - time.monotonic(), 0.01))
-                chunk = self.connection.recv(min(left, 65536))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass  # gone or too slow: either way there is nothing left to protect
+            async with asyncio.timeout(self.limits.body_deadline_s):
+                async for chunk in request.stream():
+                    chunks.append(chunk)
+                    got += len(chunk)
+        except TimeoutError as e:
+            raise Rejection(
+                408,
+                f"the body stopped after {got} of {length} bytes for "
+                f"{self.limits.body_deadline_s:g} s; resend it whole",
+            ) from e
+        except ClientDisconnect as e:
+            raise Rejection(
+                400, f"the client closed the connection after {got} of {length} bytes"
+            ) from e
+        return b"".join(chunks)
 
 
 def _byte_count(raw: str) -> int | None:
     raw = raw.strip()
     # isdigit() alone also accepts digits int() rejects, such as '²'.
-    return int(raw) if raw.isascii() and raw.isdigit() else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-def make_handler(
+def _note(request: Request, **fields: Any) -> None:
+    request.scope.setdefault(_LOG_KEY, {}).update(fields)
+
+
+def _refusal(
+    request: Request, status: int, reason: str, headers: dict[str, str] | None = None
+) -> Response:
+    reason = shorten(reason)
+    _note(request, reason=reason)
+    return JSONResponse({"error": reason}, status, headers=headers)
+
+
+async def _rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Rejection)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.status == 408:
+        # The rest of the body may still come: this connection cannot carry another request.
+        headers["Connection"] = "close"
+    return _refusal(request, exc.status, exc.reason, headers)
+
+
+async def _queue_full(request: Request, exc: Exception) -> Response:
+    return _refusal(request, 503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _failed(request: Request, exc: Exception) -> Response:
+    # This service's own failure (a broken disk, an unsafe audit log): Alertmanager retries.
+    return _refusal(request, 500, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "another method")
+        reason = f"{path} does not take {method}; use {allowed}"
+    elif method in ("GET", "HEAD"):
+        reason = f"no page at {path}; GET /healthz, /metrics or /openapi.json"
+    else:
+        reason = f"nothing accepts {method} {path}; send to /alerts or /incidents"
+    return _refusal(request, exc.status_code, reason, dict(exc.headers or {}))
+
+
+async def _crashed(request: Request, exc: Exception) -> Response:
+    # A bug in one request must still answer (Alertmanager retries a 500) and leave a trace:
+    # the request log line below names the error and where it was raised.
+    return _refusal(request, 500, "internal error; see the service log")
+
+
+class _Logged:
+    """Outermost: 501 for unknown methods, then one log line and one count per request."""
+
+    def __init__(self, app: ASGIApp, record: RequestLog) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        notes: dict[str, Any] = scope.setdefault(_LOG_KEY, {})
+        status = 500
+
+        async def send_noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        method, path = scope["method"], scope["path"]
+        error: BaseException | None = None
+        try:
+            if method not in KNOWN_METHODS:
+                reason = f"method {shorten(method, 20)!r} is not implemented; use GET or POST"
+                notes["reason"] = reason
+                await JSONResponse({"error": reason}, 501)(scope, receive, send_noting)
+            else:
+                await self.app(scope, receive, send_noting)
+        except Exception as e:
+            # Already answered 500 by the app's last handler; logged here, not re-raised, so
+            # the server adds no traceback of its own.
+            error = e
+        self.record(
+            method,
+            path,
+            status,
+            notes.get("reason"),
+            job=notes.get("job"),
+            started=started,
+            error=error,
+        )
+
+
+def make_app(
     store: Store,
     token: str,
     telemetry: Telemetry,
-    max_body_bytes: int = 1_000_000,
+    *,
+    limits: Limits | None = None,
     on_resolved: ResolvedHook | None = None,
-) -> type[BaseHTTPRequestHandler]:
-    """A request handler class for ``ThreadingHTTPServer`` serving the endpoints above;
-    ``on_resolved`` (see :mod:`tenancy_diag.service.recovery`) acts on resolved notifications."""
+    record: RequestLog | None = None,
+) -> ASGIApp:
+    """The ASGI app serving the endpoints above; ``on_resolved`` (see
+    :mod:`tenancy_diag.service.recovery`) acts on resolved notifications, ``record`` logs and
+    counts each answer (share it with the listener, which answers some on its own)."""
     if not token.strip():
         raise ConfigError(
             f"the service token is empty; set {ENV_SERVICE_TOKEN} or {ENV_SERVICE_TOKEN_FILE}"
         )
+    limits = limits or Limits()
     telemetry.track_queue(store.depth)
-
-    class ServiceHandler(_Receiver):
-        pass
-
-    ServiceHandler.store = store
-    ServiceHandler.telemetry = telemetry
-    ServiceHandler.token = token.strip().encode()
-    ServiceHandler.max_body_bytes = max_body_bytes
-    ServiceHandler.on_resolved = on_resolved
-    return ServiceHandler
+    receiver = _Receiver(store, token.strip().encode(), telemetry, limits, on_resolved)
+    app = Starlette(
+        routes=[
+            Route("/alerts", receiver.alerts, methods=["POST"]),
+            Route("/incidents", receiver.incidents, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+            Route("/openapi.json", receiver.schema, methods=["GET"]),
+        ],
+        exception_handlers={
+            Rejection: _rejected,
+            QueueFull: _queue_full,
+            TenancyDiagError: _failed,
+            HTTPException: _http_error,
+            Exception: _crashed,
+        },
+    )
+    return _Logged(app, record or RequestLog(telemetry))

@@ -30,18 +30,23 @@ ALLOWED_LABELS = ("subsystem", "region", "tenant", "severity")
 #: The label that, when present, names the incident instead of the derived ``am-…`` id.
 INCIDENT_LABEL = "incident"
 
+# ASCII only: `\d` (and [a-z] under re.IGNORECASE) match far more than an operator typed, and
+# these values become folder names and notebook parameters.
 _SHAPES = {
-    "region": (re.compile(r"[a-z]{2}(-[a-z]+)+-\d"), "like eu-west-1"),
-    "tenant": (re.compile(r"t-\d{6}"), "like t-000123"),
-    "severity": (re.compile(r"sev[1-4]"), "one of sev1..sev4"),
+    "region": (re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII), "like eu-west-1"),
+    "tenant": (re.compile(r"t-[0-9]{6}", re.ASCII), "like t-000123"),
+    "severity": (re.compile(r"sev[1-4]", re.ASCII), "one of sev1..sev4"),
 }
+#: Each shaped label's pattern, for the published schema (``fullmatch``: anchor it there).
+LABEL_PATTERNS = {name: pattern.pattern for name, (pattern, _) in _SHAPES.items()}
 
 
 class Rejection(TenancyDiagError):
     """A request the service refuses; ``status`` is the HTTP code and ``reason`` its one line.
 
-    400 malformed JSON or wrong shape, 401 missing or wrong token, 411 no Content-Length,
-    413 body over the limit, 415 not JSON, 422 wrong payload version or a bad label value.
+    400 malformed JSON (too deep, a lone surrogate) or wrong shape, 401 missing or wrong
+    token, 408 body not sent in time, 411 no Content-Length, 413 body over the limit, 415 not
+    JSON, 422 wrong payload version, a bad label value or a time out of range.
     """
 
     def __init__(self, status: int, reason: str) -> None:
@@ -87,7 +92,8 @@ def parse_alertmanager(body: bytes) -> RunRequest:
     """An Alertmanager webhook (payload version 4) as one request for its whole group."""
     payload = _json_object(body)
     version = payload.get("version")
-    if version != ALERTMANAGER_VERSION:
+    # Alertmanager sends "4"; some relays re-encode it as the number 4 (never as 4.0 or true).
+    if not (version == ALERTMANAGER_VERSION or (type(version) is int and str(version) == "4")):
         raise Rejection(
             422,
             f"payload version {shorten(version, 40)!r} is not supported; configure an "
@@ -155,7 +161,21 @@ def parse_incident(body: bytes) -> RunRequest:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        # A lone surrogate ("\ud800") is valid JSON but no Unicode: it would fail later, when
+        # hashed or written to a file, so it is refused here while the sender can be told.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Rejection(
+            400,
+            f"the body holds a lone UTF-16 surrogate ({shorten(e.object[e.start : e.end], 20)!r}); "
+            "send valid Unicode",
+        ) from e
+    except RecursionError as e:
+        raise Rejection(
+            400, "the body's JSON is nested too deep to read; send Alertmanager's flat payload"
+        ) from e
+    except ValueError as e:
+        # JSONDecodeError, UnicodeDecodeError, and an integer past Python's 4300 digits.
         raise Rejection(
             400, f"the body is not valid JSON ({shorten(e, 80)}); send a JSON object"
         ) from e
@@ -255,11 +275,16 @@ def _fingerprint(alert: Mapping[str, Any], labels: Mapping[str, str]) -> str:
 def _iso(value: str, what: str) -> str:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except ValueError as e:
         raise Rejection(
             422, f"{what} {shorten(value, 60)!r} is not ISO-8601; send e.g. 2026-11-27T03:00:00Z"
         ) from e
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except OverflowError as e:
+        # 9999-12-31T23:59:59-23:59 parses, but in UTC it falls past the year 9999.
+        raise Rejection(
+            422, f"{what} {shorten(value, 60)!r} is out of range in UTC; send a real time"
+        ) from e
 
 
 def _digest(*parts: object) -> str:

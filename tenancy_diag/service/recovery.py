@@ -8,7 +8,11 @@ so the service writes it to ``OUT/audit.jsonl`` and enqueues a job running
 Alertmanager resends a notification it got no 2xx for, so both steps are idempotent: the
 closure names the notification's dedupe key in its command and is not written twice, and the
 job's dedupe key derives from the notification's, so the store returns the first job.
-The closure is written first: the verification job looks for it.
+
+Order: the job takes its place in the queue first, held; a full queue refuses it (503) before
+anything is written, so a refused notification closes nothing. Then the closure is written,
+and only then is the job released, since the verification looks for the closure. A crash in
+between leaves the job held; the notification, never answered 2xx, comes again and finishes.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ def closure_command(resolved: RunRequest) -> list[str]:
 
 
 def on_resolved(store: Store, out: Path, resolved: RunRequest) -> tuple[int, bool]:
-    """Record the closure (once) and enqueue the verification; (job id, created)."""
+    """Enqueue the verification (held), record the closure once, release; (job id, created)."""
+    job, created = store.enqueue(verification_request(resolved), hold=True)
     command = closure_command(resolved)
     written = closure_records(out, resolved.incident_id)
     if not any(record.get("command") == command for record in written):
         close_incident(
             out, resolved.incident_id, CLOSE_REASON, actor=SERVICE_ACTOR, command=command
         )
-    return store.enqueue(verification_request(resolved))
+    store.release(job)
+    return job, created

@@ -29,6 +29,8 @@ from tenancy_diag.service.jobs import STATES, Attachment, Job, Resolution
 from tenancy_diag.times import iso
 
 SCHEMA_VERSION = 1
+#: ``not_before`` of a held job: claimable in no lifetime until released.
+HELD = 1e18
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,8 +110,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def enqueue(self, req: RunRequest) -> tuple[int, bool]:
-        """(job id, created); a known dedupe key returns its job even when the queue is full."""
+    def enqueue(self, req: RunRequest, *, hold: bool = False) -> tuple[int, bool]:
+        """(job id, created); a known dedupe key returns its job even when the queue is full.
+
+        A job enqueued with ``hold`` is not claimed until :meth:`release`: its place in the
+        queue is taken (or refused with QueueFull) before the caller writes what it needs.
+        """
         with self._write() as db:
             row = db.execute("SELECT id FROM jobs WHERE dedupe_key=?", (req.dedupe_key,)).fetchone()
             if row is not None:
@@ -124,11 +130,28 @@ class Store:
                 )
             now = _now()
             cursor = db.execute(
-                "INSERT INTO jobs (dedupe_key, kind, incident_id, state, request, created_at,"
-                " updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (req.dedupe_key, req.kind, req.incident_id, json.dumps(req.to_dict()), now, now),
+                "INSERT INTO jobs (dedupe_key, kind, incident_id, state, request, not_before,"
+                " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (
+                    req.dedupe_key,
+                    req.kind,
+                    req.incident_id,
+                    json.dumps(req.to_dict()),
+                    HELD if hold else 0,
+                    now,
+                    now,
+                ),
             )
             return int(cursor.lastrowid or 0), True
+
+    def release(self, job_id: int) -> None:
+        """Let a held job be claimed; a job not held is left as it is."""
+        with self._write() as db:
+            self._require(db, job_id)
+            db.execute(
+                "UPDATE jobs SET not_before=0, updated_at=? WHERE id=? AND not_before>=?",
+                (_now(), job_id, HELD),
+            )
 
     def claim(self, worker: str) -> Job | None:
         """The oldest queued job that may start now, moved to running; None when there is none."""
@@ -186,6 +209,32 @@ class Store:
             "SELECT sink, ok, detail, at FROM attachments WHERE job_id=? ORDER BY id", (job_id,)
         )
         return [Attachment(r["sink"], bool(r["ok"]), r["detail"], r["at"]) for r in rows]
+
+    def attached_sinks(self) -> dict[int, set[str]]:
+        """Job id -> the sinks it was attached to successfully at least once."""
+        rows = self._read("SELECT DISTINCT job_id, sink FROM attachments WHERE ok=1", ())
+        found: dict[int, set[str]] = {}
+        for row in rows:
+            found.setdefault(int(row["job_id"]), set()).add(str(row["sink"]))
+        return found
+
+    def forget(self, job_id: int) -> int:
+        """Delete a settled job and its attachments (retention); 1 when it was there."""
+        with self._write() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return 0
+            if row["state"] not in ("done", "failed"):
+                raise StoreError(f"job {job_id} is {row['state']}; only settled jobs are pruned")
+            db.execute("DELETE FROM attachments WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            return 1
+
+    def prune_resolutions(self, before_epoch_s: float) -> int:
+        """Delete resolutions received before the given time; how many went."""
+        cutoff = iso(datetime.fromtimestamp(before_epoch_s, UTC))
+        with self._write() as db:
+            return db.execute("DELETE FROM resolutions WHERE received_at<?", (cutoff,)).rowcount
 
     def record_resolution(self, req: RunRequest) -> int:
         """The resolution's id; the same notification again returns the first one's id."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
@@ -23,7 +23,12 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 #: Notebook runs take seconds to tens of minutes; the default buckets stop at 10 s.
 RUN_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 #: Paths counted by name; anything else is "other", so scanners cannot blow up cardinality.
-KNOWN_PATHS = ("/alerts", "/incidents", "/healthz", "/metrics")
+KNOWN_PATHS = ("/alerts", "/incidents", "/healthz", "/metrics", "/openapi.json")
+#: Why the receiver closed a connection on its own: over the connection cap, or its request's
+#: headers missed their deadline.
+CLOSE_REASONS = ("limit", "deadline")
+#: What the disk gauge measures: finished bundles, moved-aside attempts, the queue's folder.
+DISK_PARTS = ("bundles", "partials", "state")
 
 DepthSource = Callable[[], Mapping[str, int]]
 
@@ -84,15 +89,56 @@ class Telemetry:
             ["path", "code"],
             registry=self.registry,
         )
+        self.connections_closed = Counter(
+            "tenancy_diag_connections_closed_total",
+            "Connections the receiver closed on its own: over the cap, or headers too slow.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.open_connections = Gauge(
+            "tenancy_diag_open_connections",
+            "Connections the receiver is serving now.",
+            registry=self.registry,
+        )
+        self.disk = Gauge(
+            "tenancy_diag_disk_bytes",
+            "Bytes on disk: finished bundles (all of OUT but partials), moved-aside attempts "
+            "(partials) and the queue's folder (state), as of the last retention pass.",
+            ["what"],
+            registry=self.registry,
+        )
+        self.pruned = Counter(
+            "tenancy_diag_pruned_total",
+            "What retention removed: bundles, partials, store rows.",
+            ["what"],
+            registry=self.registry,
+        )
         # Zero-valued series from the start, so rate() and alerts see them before the first run.
         for outcome in OUTCOMES:
             self.runs.labels(outcome=outcome)
+        for reason in CLOSE_REASONS:
+            self.connections_closed.labels(reason=reason)
+        for what in ("bundles", "partials", "rows"):
+            self.pruned.labels(what=what)
+        for what in DISK_PARTS:
+            self.disk.labels(what=what)
         self._queue = _QueueDepth()
         self.registry.register(self._queue)
 
     def track_queue(self, depth: DepthSource) -> None:
         """Report ``depth()`` (state -> jobs) as ``tenancy_diag_queue_depth`` on every scrape."""
         self._queue.source = depth
+
+    def track_connections(self, count: Callable[[], int]) -> None:
+        """Report ``count()`` as ``tenancy_diag_open_connections`` on every scrape."""
+        self.open_connections.set_function(count)
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason=reason).inc()
+
+    def disk_measured(self, usage: Mapping[str, int]) -> None:
+        for what, size in usage.items():
+            self.disk.labels(what=what).set(size)
 
     def run_finished(self, outcome: str, duration_s: float) -> None:
         if outcome not in OUTCOMES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import psutil
@@ -71,3 +72,51 @@ def test_a_timeout_stops_the_runner_and_kernels_in_sessions_of_their_own(tmp_pat
         time.sleep(0.05)
     assert execution.bundle == (tmp_path / "out" / "INC-7" / "R-1").resolve()
     assert os.getpgid(os.getpid())  # this process's own group was never signalled
+
+
+SECRETS = {
+    "TENANCY_DIAG_SERVICE_TOKEN": "webhook-secret",
+    "TENANCY_DIAG_SERVICE_TOKEN_FILE": "/etc/secret/token",
+    "TENANCY_DIAG_NOTE_TOKEN": "tracker-secret",
+    "TENANCY_DIAG_PAGERDUTY_ROUTING_KEY": "pd-secret",
+    "SOME_UNRELATED_SECRET": "nope",
+}
+NEEDED = {
+    "TENANCY_API_TOKEN_FILE": "/etc/secret/admin",
+    "AWS_ACCESS_KEY_ID": "AKIA",
+    "TENANCY_DIAG_PROMETHEUS_URL": "http://127.0.0.1:9090",
+    "TENANCY_DIAG_PARAMETERS": "/srv/parameters",
+}
+
+
+def _env_dumping_python(tmp_path):
+    """A stand-in for python that writes the environment it was given, then exits 0."""
+    dump = tmp_path / "env.json"
+    fake = tmp_path / "fake-python"
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, os\n"
+        f"open({str(dump)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+    )
+    fake.chmod(0o755)
+    return fake, dump
+
+
+def test_the_runner_gets_no_service_or_sink_token(tmp_path, job, monkeypatch):
+    for name, value in {**SECRETS, **NEEDED}.items():
+        monkeypatch.setenv(name, value)
+    fake, dump = _env_dumping_python(tmp_path)
+    SubprocessExecutor(tmp_path / "out", {}, python=str(fake)).execute(job, "R-1", timeout_s=30)
+    env = json.loads(dump.read_text())
+    assert not set(SECRETS) & set(env), sorted(set(SECRETS) & set(env))
+    assert {k: env.get(k) for k in NEEDED} == NEEDED
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_kernel_runtime_files_go_under_the_state_folder_and_are_removed(tmp_path, job):
+    fake, dump = _env_dumping_python(tmp_path)
+    runtime = tmp_path / "state" / "runtime"
+    executor = SubprocessExecutor(tmp_path / "out", {}, python=str(fake), runtime_root=runtime)
+    executor.execute(job, "R-1", timeout_s=30)
+    env = json.loads(dump.read_text())
+    assert env["JUPYTER_RUNTIME_DIR"] == str(runtime / "R-1")
+    assert not (runtime / "R-1").exists()

@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.sandbox.serving import serve_in_thread
-from tenancy_diag.service.http import make_handler, read_token
+from tenancy_diag.service.http import RequestLog, make_app, read_token
+from tenancy_diag.service.limits import Limits
+from tenancy_diag.service.listening import Listener
 from tenancy_diag.service.store import Store
 from tenancy_diag.service.telemetry import Telemetry
 
@@ -44,18 +45,19 @@ class Service:
 
 def start(tmp_path: Path, capacity: int = 100):
     store = Store(tmp_path / "queue.sqlite3", capacity=capacity)
-    handler = make_handler(store, TOKEN, Telemetry(), max_body_bytes=MAX_BODY)
-    server, thread = serve_in_thread(handler)
-    return Service(f"http://127.0.0.1:{server.server_address[1]}", store), server, thread
+    telemetry, limits = Telemetry(), Limits(max_body_bytes=MAX_BODY)
+    record = RequestLog(telemetry)
+    app = make_app(store, TOKEN, telemetry, limits=limits, record=record)
+    listener = Listener(app, "127.0.0.1", 0, limits=limits, record=record, telemetry=telemetry)
+    listener.start()
+    return Service(f"http://127.0.0.1:{listener.port}", store), listener
 
 
 @pytest.fixture
 def service(tmp_path):
-    svc, server, thread = start(tmp_path)
+    svc, listener = start(tmp_path)
     yield svc
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    listener.stop()
     svc.store.close()
 
 
@@ -193,7 +195,7 @@ def test_a_resolution_is_recorded_and_starts_nothing(service):
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path):
-    svc, server, thread = start(tmp_path, capacity=2)
+    svc, listener = start(tmp_path, capacity=2)
     try:
         assert svc.post("/alerts", alert(1)).status_code == 200
         assert svc.post("/incidents", INCIDENT).status_code == 200
@@ -204,9 +206,7 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
         assert svc.post("/alerts", alert(1)).json() == {"job": 1, "created": False}
         assert svc.store.depth()["queued"] == 2
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        listener.stop()
         svc.store.close()
 
 
@@ -306,4 +306,4 @@ def test_the_token_comes_from_the_environment_or_a_file(tmp_path):
 
 def test_an_empty_token_is_refused(tmp_path):
     with Store(tmp_path / "q.sqlite3") as store, pytest.raises(ConfigError, match="empty"):
-        make_handler(store, "  ", Telemetry())
+        make_app(store, "  ", Telemetry())

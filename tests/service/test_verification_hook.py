@@ -12,9 +12,10 @@ import requests
 from tenancy_diag.running import default_catalog
 from tenancy_diag.running.audit import AUDIT_FILE, AUDIT_SCHEMA
 from tenancy_diag.running.catalog import VERIFICATION_NOTEBOOK
-from tenancy_diag.sandbox.serving import serve_in_thread
 from tenancy_diag.service.executor import SubprocessExecutor
-from tenancy_diag.service.http import make_handler
+from tenancy_diag.service.http import RequestLog, make_app
+from tenancy_diag.service.limits import Limits
+from tenancy_diag.service.listening import Listener
 from tenancy_diag.service.intake import parse_alertmanager
 from tenancy_diag.service.recovery import SERVICE_ACTOR, on_resolved, verification_request
 from tenancy_diag.service.store import QueueFull, Store
@@ -57,11 +58,20 @@ class Service:
     def __init__(self, tmp_path: Path) -> None:
         self.out = tmp_path / "out"
         self.store = Store(tmp_path / "queue.sqlite3")
-        handler = make_handler(
-            self.store, TOKEN, Telemetry(), on_resolved=partial(on_resolved, self.store, self.out)
+        telemetry, limits = Telemetry(), Limits()
+        record = RequestLog(telemetry)
+        app = make_app(
+            self.store,
+            TOKEN,
+            telemetry,
+            on_resolved=partial(on_resolved, self.store, self.out),
+            record=record,
         )
-        self.server, self.thread = serve_in_thread(handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.listener = Listener(
+            app, "127.0.0.1", 0, limits=limits, record=record, telemetry=telemetry
+        )
+        self.listener.start()
+        self.url = f"http://127.0.0.1:{self.listener.port}"
 
     def post(self, payload: dict) -> requests.Response:
         return requests.post(self.url + "/alerts", json=payload, headers=AUTH, timeout=10)
@@ -73,9 +83,7 @@ class Service:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.listener.stop()
         self.store.close()
 
 
@@ -130,16 +138,34 @@ def test_a_firing_notification_writes_no_closure(service):
     assert service.audit() == []
 
 
-def test_the_closure_is_written_before_the_job_exists(tmp_path):
-    # The verification job looks for the closure; a store that refuses the job must not
-    # keep the service from recording it, and a retry must not record it twice.
+def test_a_refused_verification_writes_no_closure(tmp_path):
+    # Issue 11: with a full queue, five 503 answers wrote five closures. The job now takes its
+    # place first, so a refusal leaves nothing written and Alertmanager's retry does it all.
     store = Store(tmp_path / "q.sqlite3", capacity=0)
     resolved = parse_alertmanager(json.dumps(alert("resolved")).encode())
     for _ in range(2):
         with pytest.raises(QueueFull):
             on_resolved(store, tmp_path / "out", resolved)
-    lines = (tmp_path / "out" / AUDIT_FILE).read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 1
+    assert not (tmp_path / "out" / AUDIT_FILE).exists()
+    store.close()
+
+
+def test_the_verification_cannot_start_before_its_closure_is_written(tmp_path, monkeypatch):
+    import tenancy_diag.service.recovery as recovery
+
+    store = Store(tmp_path / "q.sqlite3")
+    claimed_meanwhile = []
+    close = recovery.close_incident
+
+    def close_and_look(*args, **kwargs):
+        claimed_meanwhile.append(store.claim("eager-worker"))
+        return close(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "close_incident", close_and_look)
+    resolved = parse_alertmanager(json.dumps(alert("resolved")).encode())
+    job, created = on_resolved(store, tmp_path / "out", resolved)
+    assert created and claimed_meanwhile == [None]
+    assert store.claim("worker").id == job
     store.close()
 
 
