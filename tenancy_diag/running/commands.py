@@ -1,8 +1,8 @@
 """``tenancy-diag run`` and ``tenancy-diag rerun``: the runner's command line.
 
 Exit codes: 0 every notebook ran (whatever it found), 1 a notebook errored (or a rerun's
-findings differ from the original's), 2 bad input (raised as a ConfigError, which the CLI's
-``main`` turns into one sentence).
+findings differ from the original's, or a remediation's step or check after it failed), 2 bad
+input (raised as a ConfigError, which the CLI's ``main`` turns into one sentence).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 from tenancy_diag import resources, settings
 from tenancy_diag.arguments import positive_int
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
+from tenancy_diag.running import acting
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
-from tenancy_diag.running.bundles import INDEX, Bundle, finished_bundle
+from tenancy_diag.running.bundles import INDEX, Bundle
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
 from tenancy_diag.running.closing import add_close_command
 from tenancy_diag.running.coercing import Given
@@ -179,7 +180,14 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
             workers=args.workers,
             run_id=args.run_id,
         )
-        done = finished_bundle(args.out, args.incident, args.run_id) if args.run_id else None
+        acts = any(acting.acts(p.declared) for p in plan.notebooks)
+        done = (
+            acting.reusable_bundle(
+                args.out, args.incident, args.run_id, acts=acts, acting=plan.acting
+            )
+            if args.run_id
+            else None
+        )
         if done is not None:
             return _skip(args.out, command, done)
         if replay_dir is not None:
@@ -262,6 +270,7 @@ def _finish(
         problems.append(f"{len(result.failed)} notebook(s) failed: {details}")
     if extra_failure:
         problems.append(extra_failure)
+    problems.extend(acting.problems(result.outcomes))
     gate = fail_on_problem(result.summary, fail_on)
     code = ExitCode.FAILED if problems or gate else ExitCode.OK
     append_audit(
