@@ -268,6 +268,29 @@ def test_a_dry_run_is_one_event_and_refusals_and_notes_say_so() -> None:
     }
 
 
+def test_a_call_is_one_event_and_an_intent_without_result_an_unknown_outcome() -> None:
+    def line(phase: str, call_id: str, minute: int, result: str) -> dict:
+        return {"action": "remediate", "procedure": "controller_restart", "step": "restart",
+                "call": f"kubernetes DELETE /pods/{call_id}", "dry_run": False, "run_id": "r1",
+                "result": result, "phase": phase, "call_id": call_id, "actor": "bob",
+                "time": f"2026-11-27T04:{minute:02d}:00Z"}  # fmt: skip
+
+    records = [
+        line("intent", "p1", 1, "intent: about to call"),
+        line("result", "p1", 2, "ok: deleted=p1"),
+        line("intent", "p2", 3, "intent: about to call"),
+    ]
+    events = [(e.kind, e.text) for e in audit_events(records)]
+    assert events == [
+        ("remediation", "controller_restart: kubernetes DELETE /pods/p1 → ok: deleted=p1"),
+        (
+            "remediation",
+            "controller_restart: outcome unknown, check kubernetes DELETE /pods/p2 (intent "
+            "recorded at 2026-11-27T04:03:00Z, no result: the run died during the call)",
+        ),
+    ]
+
+
 def test_audit_log_keeps_the_incident_and_reports_unreadable_lines(tmp_path: Path) -> None:
     path = _audit(tmp_path, {"action": "run", "time": "2026-11-27T04:00:00Z"})
     with path.open("a", encoding="utf-8") as handle:

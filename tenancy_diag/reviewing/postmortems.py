@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tenancy_diag.analysis.calls import outcome_unknown, unanswered
 from tenancy_diag.analysis.findings import PatternMatch
 from tenancy_diag.analysis.impact import affected_tenants, worst_severity
 from tenancy_diag.analysis.verdicts import actions_for
@@ -150,7 +151,8 @@ def assemble(
         retrospective_due=retrospective_due(impact.start or first(events, ("run",))),
         escalation=escalation(impact.severity, book, request.incident_commander),
         mitigation=mitigation(events, cause, book),
-        notes=list(audit.problems),
+        # A call whose outcome nobody knows is a loose end the review must close, not a row.
+        notes=[*audit.problems, *(redact(outcome_unknown(r)) for r in unanswered(audit.records))],
     )
 
 

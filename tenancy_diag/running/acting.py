@@ -71,10 +71,14 @@ def confirmed(given: Mapping[str, Given], incident: str) -> bool:
     return True
 
 
-def pin(parameters: Mapping[str, Any], acting: bool, incident: str) -> dict[str, Any]:
+def pin(
+    parameters: Mapping[str, Any], declared: Iterable[str], acting: bool, incident: str
+) -> dict[str, Any]:
     """A notebook's typed parameters with ``dry_run`` and ``confirm`` as decided above, so a
-    notebook whose own default differs cannot act unconfirmed."""
-    return {**parameters, DRY_RUN: not acting, CONFIRM: incident if acting else ""}
+    notebook whose own defaults differ cannot act unconfirmed."""
+    decided = {DRY_RUN: not acting, CONFIRM: incident if acting else ""}
+    names = set(declared)
+    return {**parameters, **{k: v for k, v in decided.items() if k in names}}
 
 
 def reusable_bundle(

@@ -125,7 +125,7 @@ def plan_run(
     notebooks = tuple(
         PlannedNotebook(
             e,
-            acting.pin(resolved.per_notebook[e.name], confirmed, incident)
+            acting.pin(resolved.per_notebook[e.name], declared[e.name], confirmed, incident)
             if acting.acts(declared[e.name])
             else resolved.per_notebook[e.name],
             frozenset(declared[e.name]),

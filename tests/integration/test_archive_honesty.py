@@ -308,6 +308,7 @@ def test_kill_9_of_the_runner_mid_move_stops_the_move_at_once(
         record_property("kernel_gone_after_runner_kill_mid_move_s", round(died_after_s, 3))
         time.sleep(1.5)
         after = lines()
+        record_property("journal_lines_written_after_kill", after - at_kill)
         print(
             f"kernel gone {died_after_s:.3f} s after kill -9; journal lines at kill {at_kill}, "
             f"1.5 s later {after}",
