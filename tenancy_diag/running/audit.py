@@ -41,8 +41,10 @@ class AuditRecord:
 
 
 def append_audit(out: Path, record: AuditRecord) -> Path:
-    """Append ``record`` to ``out/audit.jsonl``; returns the log's path."""
-    return append_jsonl(out / AUDIT_FILE, record.to_json(), "audit log", "check --out")
+    """Append ``record``, every field redacted, to ``out/audit.jsonl``; returns the log's path."""
+    # A refusal quotes what was typed, and what was typed may be a credential.
+    safe = default_redactor().redact_data(record.to_json())
+    return append_jsonl(out / AUDIT_FILE, safe, "audit log", "check --out")
 
 
 _ASSIGNMENT = re.compile(r"^(?P<prefix>-p|--param=)?(?P<name>[A-Za-z_]\w*)=.*$", re.DOTALL)

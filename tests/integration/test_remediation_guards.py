@@ -106,6 +106,17 @@ def test_acting_takes_only_the_literal_words_on_the_command_line(
     assert [a["result"].split(":")[0] for a in _audit(out)] == ["refused"]
 
 
+def test_a_refusal_quoting_what_was_typed_is_redacted_in_the_audit(
+    healthy: stack.Endpoints, tmp_path: Path, capsys: Any
+) -> None:
+    typed = f"confirm=aws_secret_access_key={AWS_SECRET}"
+    assert cli.main(_refresh(healthy, tmp_path, "-p", "dry_run=false", "-p", typed)) == 2
+    capsys.readouterr()
+    (refused,) = _audit(tmp_path)
+    assert refused["result"].startswith("refused: confirm 'aws_secret_access_key=[REDACTED]")
+    assert AWS_SECRET not in (tmp_path / "audit.jsonl").read_text(encoding="utf-8")
+
+
 # -- defect 5: a run id is never reused across a dry run and an act ------------------------------
 def test_acting_never_reuses_a_run_id(
     healthy: stack.Endpoints, tmp_path: Path, capsys: Any
