@@ -15,9 +15,9 @@ must not outlive its owner:
 
 What a run may see: an allowlisted environment (:func:`runner_env`), never the service's
 webhook token or the sinks' tokens, since notebook code runs in the kernels. Kernel connection
-files (each holds the kernel's HMAC key) go to ``<runtime_root>/<run_id>`` instead of the
-shared runtime folder in /tmp, and that folder is removed after the run; what a ``kill -9``
-left there the service removes at its next start.
+files (each holds the kernel's HMAC key) go to ``<runtime_root>/<run_id>`` instead of /tmp
+(TMPDIR and JUPYTER_RUNTIME_DIR point there), and that folder is removed after the run; what
+a ``kill -9`` left there the service removes at its next start.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ _PASSED = frozenset(
     }
 )  # fmt: skip
 _PASSED_PREFIXES = ("LC_", "AWS_")
-#: Where jupyter_client writes kernel connection files; pointed per run at ``runtime_root``.
-ENV_RUNTIME_DIR = "JUPYTER_RUNTIME_DIR"
+#: Where kernel connection files go: jupyter_client writes them with ``tempfile.mkstemp``
+#: (so under TMPDIR) unless a file is named, and Jupyter's other runtime files under
+#: JUPYTER_RUNTIME_DIR; both point at the run's own folder.
+RUNTIME_VARIABLES = ("TMPDIR", "JUPYTER_RUNTIME_DIR")
 
 
 def runner_env(environ: Mapping[str, str], runtime_dir: Path | None = None) -> dict[str, str]:
@@ -84,7 +86,7 @@ def runner_env(environ: Mapping[str, str], runtime_dir: Path | None = None) -> d
         if (name in passed or name.startswith(_PASSED_PREFIXES)) and name not in WITHHELD
     }
     if runtime_dir is not None:
-        env[ENV_RUNTIME_DIR] = str(runtime_dir)
+        env |= dict.fromkeys(RUNTIME_VARIABLES, str(runtime_dir))
     return env
 
 

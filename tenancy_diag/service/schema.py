@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenancy_diag.service.intake import ALERTMANAGER_VERSION, ALLOWED_LABELS, LABEL_PATTERNS
+from tenancy_diag.service.intake import (
+    ALERTMANAGER_VERSION,
+    ALLOWED_LABELS,
+    INCIDENT_LABEL,
+    LABEL_PATTERNS,
+)
 from tenancy_diag.service.limits import Limits
 from tenancy_diag.subsystems import registry as subsystems
 
 #: Bumped when a request or answer changes shape.
 SCHEMA_VERSION = "1"
-_INCIDENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: running.naming.check_name: what may name a folder.
+_INCIDENT_ID = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -28,35 +34,39 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _optional(pattern: str) -> dict[str, Any]:
+    return {"anyOf": [{"type": "null"}, {"type": "string", "pattern": f"^{pattern}$"}]}
+
+
 def _labels() -> dict[str, Any]:
     shaped = {name: {"type": "string", "pattern": f"^{p}$"} for name, p in LABEL_PATTERNS.items()}
     return {
         "type": "object",
         "description": f"Only {', '.join(ALLOWED_LABELS)} are read; the rest are ignored.",
-        "properties": {"subsystem": {"enum": list(subsystems.names())}, **shaped},
+        "properties": {
+            "subsystem": {"enum": list(subsystems.names())},
+            INCIDENT_LABEL: {"type": "string", "pattern": _INCIDENT_ID},
+            **shaped,
+        },
         "additionalProperties": {"type": "string"},
     }
 
 
 def _components() -> dict[str, Any]:
-    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
-    time = {"type": "string", "description": "ISO-8601, e.g. 2026-11-27T03:00:00Z"}
-    status = {"enum": ["firing", "resolved"]}
+    time = {"type": "string", "format": "date-time", "description": "e.g. 2026-11-27T03:00:00Z"}
     return {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Labels": _labels(),
+            # Only what the receiver reads is described; Alertmanager's other fields (receiver,
+            # annotations, endsAt, URLs...) may be anything and are ignored.
             "Alert": {
                 "type": "object",
                 "required": ["labels", "startsAt"],
                 "properties": {
-                    "status": status,
-                    "labels": _ref("Labels"),
-                    "annotations": string_map,
+                    # A subsystem on each alert: what Alertmanager's commonLabels come from.
+                    "labels": {"allOf": [_ref("Labels"), {"required": ["subsystem"]}]},
                     "startsAt": time,
-                    "endsAt": {"type": "string"},
-                    "generatorURL": {"type": "string"},
-                    "fingerprint": {"type": "string"},
                 },
             },
             "AlertmanagerWebhook": {
@@ -66,13 +76,8 @@ def _components() -> dict[str, Any]:
                 "properties": {
                     "version": {"enum": [ALERTMANAGER_VERSION, int(ALERTMANAGER_VERSION)]},
                     "groupKey": {"type": "string"},
-                    "status": status,
-                    "receiver": {"type": "string"},
-                    "groupLabels": string_map,
+                    "status": {"enum": ["firing", "resolved"]},
                     "commonLabels": _ref("Labels"),
-                    "commonAnnotations": string_map,
-                    "externalURL": {"type": "string"},
-                    "truncatedAlerts": {"type": "integer"},
                     "alerts": {"type": "array", "minItems": 1, "items": _ref("Alert")},
                 },
             },
@@ -92,8 +97,8 @@ def _components() -> dict[str, Any]:
                         ]
                     },
                     "region": {"type": "string", "pattern": f"^{LABEL_PATTERNS['region']}$"},
-                    "tenant": {"type": ["string", "null"]},
-                    "severity": {"type": ["string", "null"]},
+                    "tenant": _optional(LABEL_PATTERNS["tenant"]),
+                    "severity": _optional(LABEL_PATTERNS["severity"]),
                     "time": time,
                 },
             },

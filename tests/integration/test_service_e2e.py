@@ -154,11 +154,19 @@ def test_a_run_killed_with_the_service_completes_exactly_once_after_restart(tmp_
         tree = [runner, *runner.children(recursive=True)]
         (job,) = service.jobs()
         assert job["state"] == "running" and job["run_id"]
+        # Issue 11: no service token in the run's processes, kernel files under --state.
+        runtime = service.state / "runtime" / job["run_id"]
+        for process in tree:
+            environ = _environ(process)
+            assert not {k for k in environ if k.startswith("TENANCY_DIAG_SERVICE_TOKEN")}
+            assert environ.get("JUPYTER_RUNTIME_DIR") == environ.get("TMPDIR") == str(runtime)
+        _wait(lambda: list(runtime.glob("*.json")), 30, "the kernel's connection file")
         os.killpg(service.process.pid, signal.SIGKILL)
         service.process.wait(5)
         # The runner and its kernels live in sessions of their own, yet die with the service.
         _wait(lambda: not any(_alive(p) for p in tree), 10, "the orphaned run to die")
         assert service.jobs()[0]["state"] == "running"  # as the crash left it
+        assert list(runtime.glob("*.json")), "kill -9 leaves the HMAC key file behind"
 
         service.start()
         done = _wait(
@@ -176,8 +184,17 @@ def test_a_run_killed_with_the_service_completes_exactly_once_after_restart(tmp_
         audit = [json.loads(line) for line in lines]
         completed = [a for a in audit if a["run_id"] == job["run_id"] and a["action"] == "run"]
         assert len(completed) == 1 and completed[0]["exit_code"] == 0
+        # Removed at the restart, and the rerun's own folder after it finished.
+        assert list((service.state / "runtime").iterdir()) == []
     finally:
         service.stop()
+
+
+def _environ(process: psutil.Process) -> dict[str, str]:
+    try:
+        return process.environ()
+    except psutil.NoSuchProcess:
+        return {}
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -66,3 +66,10 @@ def test_flags_env_and_token_file_make_the_config(tmp_path):
 def test_no_token_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="TENANCY_DIAG_SERVICE_TOKEN"):
         config_from(_args(f"--state={tmp_path}"), {})
+
+
+def test_retention_flags_make_the_config(tmp_path):
+    env = {"TENANCY_DIAG_SERVICE_TOKEN": "tok"}
+    config = config_from(_args("--retain-days=14", "--retain-bytes=5000000000"), env)
+    assert (config.retention.max_age_days, config.retention.max_bytes) == (14.0, 5_000_000_000)
+    assert config_from(_args(), env).retention.bounded is False

@@ -118,5 +118,5 @@ def test_kernel_runtime_files_go_under_the_state_folder_and_are_removed(tmp_path
     executor = SubprocessExecutor(tmp_path / "out", {}, python=str(fake), runtime_root=runtime)
     executor.execute(job, "R-1", timeout_s=30)
     env = json.loads(dump.read_text())
-    assert env["JUPYTER_RUNTIME_DIR"] == str(runtime / "R-1")
+    assert env["JUPYTER_RUNTIME_DIR"] == env["TMPDIR"] == str(runtime / "R-1")
     assert not (runtime / "R-1").exists()
