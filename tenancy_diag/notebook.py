@@ -1,13 +1,16 @@
 """What a notebook cell calls: open a diagnosis from the parameters cell, show evidence, finish.
 
-A notebook holds no logic: each cell is a call, a table, a plot, and a sentence.
+A notebook holds no logic: each cell is a call, a table, a plot, and a sentence. Tables are
+shown for a reader: every column says its unit, numbers read "10,000 ms" or "1.2 %", text is
+never cut (pandas would cut it at 50 characters), and the index is hidden.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,15 @@ from matplotlib.figure import Figure
 from tenancy_diag import plugins
 from tenancy_diag.analysis import dlq as dlq_analysis
 from tenancy_diag.analysis.findings import Findings
+from tenancy_diag.analysis.frames import VALUE
+from tenancy_diag.analysis.quantities import measure, number, quantity, unit_of
 from tenancy_diag.diagnosing import RECOVERY, connect, diagnosis_class
 from tenancy_diag.diagnosing.steps import Diagnosis, DlqEvidence, StepResult
 from tenancy_diag.diagnosing.verification import RecoveryVerification
 from tenancy_diag.errors import ConfigError
-from tenancy_diag.settings import notebook_fallbacks
+from tenancy_diag.settings import lab_mode, notebook_fallbacks
 from tenancy_diag.sources.registry import registry as source_kinds
+from tenancy_diag.sources.snapshots import INDEX_FILE
 
 #: Parameters every subsystem notebook declares, beside its thresholds and the endpoint of
 #: each source it reads (a source kind's ``parameter``).
@@ -41,6 +47,18 @@ COMMON = (
     "top_n",
 )
 _MAX_ROWS = 25
+#: A table with more rows than this is folded under its first line, so the steps after it
+#: stay within reach.
+_FOLDED_ROWS = 10
+#: Column-name endings that say a column's unit; ratios are shown as percentages.
+_SUFFIX_UNITS = (
+    ("_ratio", "ratio"),
+    ("share", "ratio"),
+    ("_ms", "ms"),
+    ("_minutes", "min"),
+    ("_seconds", "s"),
+)
+_RESULT_COLOURS = {"FAIL": "background-color:#f8d7da", "pass": "background-color:#d1e7dd"}
 
 
 def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
@@ -53,6 +71,7 @@ def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
     if missing:
         raise ConfigError(f"the parameters cell lacks {', '.join(missing)}; add them")
     params = {**params, **notebook_fallbacks(params, source_kinds.env_variables())}
+    _move_last_recording_aside(str(params["snapshot_dir"]))
     thresholds = {
         k: float(v)
         for k, v in params.items()
@@ -77,6 +96,21 @@ def open_diagnosis(subsystem: str, params: Mapping[str, Any]) -> Diagnosis:
     )
     diagnosis: Diagnosis = kind(ctx)
     return diagnosis
+
+
+def _move_last_recording_aside(snapshot_dir: str) -> None:
+    """In the lab a notebook runs again and again, and a snapshot folder takes one recording:
+    the last run's moves to ``<folder>.1`` (then ``.2``...), so the folder beside the findings
+    always holds the latest run's calls. Headless runs record into a new folder every time."""
+    folder = Path(snapshot_dir)
+    if not snapshot_dir or not lab_mode() or not folder.is_dir():
+        return
+    if not (folder / INDEX_FILE).exists() and not any(folder.glob("*/*.json")):
+        return
+    n = 1
+    while (aside := folder.with_name(f"{folder.name}.{n}")).exists():
+        n += 1
+    folder.rename(aside)
 
 
 def open_verification(params: Mapping[str, Any]) -> RecoveryVerification:
@@ -105,36 +139,105 @@ def show(*items: Any) -> None:
         elif isinstance(item, DlqEvidence):
             show(*_dlq_parts(item))
         elif isinstance(item, pd.DataFrame):
-            display(_styled(item) if "pass" in item.columns else _bounded(item))
+            show(*table(item))
         elif item is not None:
             display(item)
 
 
-def _bounded(df: pd.DataFrame) -> pd.DataFrame | str:
+def table(df: pd.DataFrame, title: str = "") -> list[Any]:
+    """``df`` as a reader's table: SLO rows as value against target, other frames with units
+    in their headers and numbers formatted; the first rows only, saying how many there are."""
     if df.empty:
-        return "_(nothing)_"
-    return df.head(_MAX_ROWS)
+        return [f"{title}: _(nothing)_" if title else "_(nothing)_"]
+    shown = df.head(_MAX_ROWS)
+    styler = _slo_table(shown) if {"pass", "threshold", "op"} <= set(df.columns) else None
+    styler = styler if styler is not None else _plain_table(shown)
+    more = f" (first {_MAX_ROWS} of {len(df)} rows)" if len(df) > _MAX_ROWS else ""
+    if len(shown) > _FOLDED_ROWS:
+        summary = html.escape(title or f"{len(df)} rows") + more
+        return [HTML(f"<details><summary>{summary}</summary>{styler.to_html()}</details>")]
+    return [*([f"**{title}**{more}"] if title or more else []), styler]
 
 
-def _styled(df: pd.DataFrame) -> Any:
-    def colour(value: object) -> str:
-        return {"FAIL": "background-color:#f8d7da", "pass": "background-color:#d1e7dd"}.get(
-            str(value), ""
+def _plain_table(df: pd.DataFrame) -> Any:
+    out = pd.DataFrame(index=df.index)
+    for column in df.columns:
+        header, cells = _column(str(column), df[column], measure(df))
+        out[header] = cells
+    return _styler(out)
+
+
+def _column(name: str, values: pd.Series, measured: str) -> tuple[str, pd.Series]:
+    """A column's header with its unit, and its cells as text."""
+    unit = ""
+    if name == VALUE and measured != VALUE:
+        name, unit = measured, unit_of(measured)
+    else:
+        unit = next((u for suffix, u in _SUFFIX_UNITS if name.endswith(suffix)), "")
+    if unit == "ratio":
+        name = f"{name.removesuffix(' ratio')} (%)" if name != "ratio" else "ratio (%)"
+        return name, values.map(lambda v: _cell(v, lambda x: number(x * 100)))
+    if unit and f"({unit})" not in name and not name.endswith("/s"):
+        name = f"{name} ({unit})"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return name, values.map(lambda v: "" if pd.isna(v) else f"{v:%Y-%m-%d %H:%M:%S} UTC")
+    if pd.api.types.is_integer_dtype(values):
+        # Counts and identifiers alike (a DLQ sequence number takes no separator).
+        return name, values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return name, values.map(lambda v: _cell(v, number))
+    return name, values.map(_text)
+
+
+def _text(value: object) -> str:
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, list | tuple | set):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _cell(value: object, text: Callable[[float], str]) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return text(float(value))  # type: ignore[arg-type]
+
+
+def _slo_table(df: pd.DataFrame) -> Any:
+    rows = []
+    for row in df.to_dict("records"):
+        value = None if pd.isna(row["value"]) else float(row["value"])
+        unit = str(row.get("unit") or "")
+        rows.append(
+            {
+                "SLO": row["name"],
+                "region": row["region"],
+                "measured": quantity(value, unit),
+                "target": f"{row['op']} {quantity(float(row['threshold']), unit)}",
+                "result": row["pass"],
+            }
         )
+    shown = pd.DataFrame(rows, columns=["SLO", "region", "measured", "target", "result"])
+    return _styler(shown).map(lambda v: _RESULT_COLOURS.get(str(v), ""), subset=["result"])
 
-    return df.style.map(colour, subset=["pass"]).format(precision=4).hide(axis="index")
+
+def _styler(df: pd.DataFrame) -> Any:
+    # A fixed id instead of pandas' random one: the same table renders to the same HTML, so a
+    # rerun's notebook and nbval's golden copies compare equal.
+    digest = hashlib.sha256(df.to_json(date_format="iso").encode()).hexdigest()[:8]
+    return df.style.hide(axis="index").set_uuid(f"td{digest}")
 
 
 def _dlq_parts(evidence: DlqEvidence) -> list[Any]:
     if evidence.depth.empty:
         return ["_No DLQ could be read._"]
-    parts: list[Any] = ["**Queue depth**", evidence.depth]
+    parts: list[Any] = [*table(evidence.depth, "Queue depth (messages)")]
     if evidence.sample.empty:
         return [*parts, "_The DLQs are empty._"]
     parts += [
         f"**Sample of {len(evidence.sample)} messages** (bodies redacted; none deleted or hidden)",
         dlq_analysis.summary(evidence.sample),
-        dlq_analysis.readable(evidence.sample),
+        *table(dlq_analysis.readable(evidence.sample), "The sampled messages"),
     ]
     if evidence.growth:
         grown = ", ".join(f"{r}: {n}" for r, n in sorted(evidence.growth.items()))
@@ -191,7 +294,7 @@ def render(findings: Findings) -> Any:
             or "none",
         ),
         ("Regions", html.escape(", ".join(findings.regions)) or "none"),
-        ("Tenants (most affected first)", html.escape(", ".join(findings.tenants[:20])) or "none"),
+        ("Tenants (most affected first)", _tenants(findings) or "none"),
     ]
     for key, title in (("endpoints", "Offending endpoints"), ("client_ids", "Offending clients")):
         if data[key]:
@@ -217,10 +320,20 @@ def render(findings: Findings) -> Any:
             )
         )
     body = "".join(
-        f"<tr><th style='text-align:left;vertical-align:top'>{k}</th><td>{v}</td></tr>"
+        f"<tr><th style='text-align:left;vertical-align:top'>{k}</th>"
+        f"<td style='text-align:left'>{v}</td></tr>"
         for k, v in rows
     )
     return HTML(
         f"<table>{body}</table><details><summary>findings.json</summary><pre>"
         f"{html.escape(json.dumps(data, indent=2, default=str))}</pre></details>"
     )
+
+
+def _tenants(findings: Findings, shown: int = 20) -> str:
+    items = []
+    for tenant in findings.tenants[:shown]:
+        figure = findings.tenant_figures.get(tenant)
+        items.append(html.escape(f"{tenant} ({figure})" if figure else tenant))
+    more = len(findings.tenants) - shown
+    return "<br>".join(items) + (f"<br>… and {more} more" if more > 0 else "")

@@ -1,4 +1,5 @@
-"""Plots read at a glance: the threshold and the incident start always marked."""
+"""Plots read at a glance: the threshold and the incident start always marked, every axis
+labelled with its unit (what the frame measures, when the caller names none), bars sorted."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tenancy_diag.analysis.frames import TIME, VALUE
+from tenancy_diag.analysis.quantities import measure
 
 _MAX_LINES = 8
 
@@ -63,7 +65,7 @@ def timeseries(
         ax.set_title(title, fontsize=10)
     if logy:
         ax.set_yscale("symlog")
-    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_ylabel(ylabel or measure(df), fontsize=8)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
     ax.set_xlabel("UTC", fontsize=8)
     ax.grid(alpha=0.3)
@@ -75,16 +77,21 @@ def timeseries(
 def bars(
     df: pd.DataFrame, label: str, title: str, *, value: str = VALUE, top: int = 10, xlabel: str = ""
 ) -> Figure:
-    """Horizontal bars of the top-N rows, largest on top."""
+    """Horizontal bars of the top-N rows, largest on top; a label seen in several regions gets
+    one bar per region (named so), never two bars drawn over each other."""
     fig, ax = plt.subplots(figsize=(9, 0.35 * min(top, max(len(df), 1)) + 1.2))
     if df.empty:
         ax.text(0.5, 0.5, "nothing to rank", ha="center", va="center", transform=ax.transAxes)
     else:
-        rows = df.nlargest(top, value).iloc[::-1]
-        ax.barh(rows[label].astype(str), rows[value], color="#4c72b0")
+        rows = df.sort_values([value, label], ascending=[False, True]).head(top)
+        names = rows[label].astype(str)
+        if "region" in rows and names.duplicated().any():
+            names = names + " (" + rows["region"].astype(str) + ")"
+        ax.barh(names.iloc[::-1], rows[value].iloc[::-1], color="#4c72b0")
         ax.tick_params(axis="y", labelsize=7)
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_xlabel(xlabel or measure(df), fontsize=8)
+    ax.set_ylabel(label, fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     plt.close(fig)

@@ -158,6 +158,12 @@ ENV_END = "TENANCY_DIAG_END"
 WINDOW_ENV_FALLBACKS = {"end": ENV_END, "incident_start": "TENANCY_DIAG_INCIDENT_START"}
 
 
+def lab_mode(env: Mapping[str, str] | None = None) -> bool:
+    """True in a kernel that `tenancy-diag lab` started (``TENANCY_DIAG_LAB=1``)."""
+    env = os.environ if env is None else env
+    return env.get(ENV_LAB) == "1"
+
+
 def notebook_fallbacks(
     params: Mapping[str, object],
     variables: Mapping[str, str],
@@ -166,7 +172,7 @@ def notebook_fallbacks(
     """Values for notebook parameters left empty (or ``end="now"``) from the environment;
     ``variables`` maps each parameter to its variable."""
     env = os.environ if env is None else env
-    if env.get(ENV_LAB) != "1":
+    if not lab_mode(env):
         return {}
     out = {}
     for name, variable in variables.items():

@@ -10,7 +10,13 @@ from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing.judging import Basis, conclude
-from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
+from tenancy_diag.diagnosing.steps import (
+    Diagnosis,
+    StepResult,
+    column,
+    slo_frame,
+    tenant_figures,
+)
 
 
 def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
@@ -24,7 +30,11 @@ def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
         basis.thresholds["queue_depth_max"],
     )
     return conclude(
-        basis, [match] if match else [], evidence["slo"], tenants=column(evidence, "tenants")
+        basis,
+        [match] if match else [],
+        evidence["slo"],
+        tenants=column(evidence, "tenants"),
+        tenant_figures=tenant_figures(evidence),
     )
 
 

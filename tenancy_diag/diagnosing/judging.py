@@ -53,10 +53,12 @@ def conclude(
     slo: Sequence[SloRow],
     *,
     tenants: Sequence[str] = (),
+    tenant_figures: Mapping[str, str] | None = None,
     missing: Sequence[str] = (),
     **extra: Any,
 ) -> Findings:
-    """The findings of one subsystem from its pattern matches and SLO rows."""
+    """The findings of one subsystem from its pattern matches and SLO rows; ``tenant_figures``
+    gives what each tenant suffered, when a step measured it."""
     lacking = list(dict.fromkeys([*gaps(slo, basis.sources, basis.regions), *missing]))
     status = status_of(slo, patterns, lacking)
     regions = sorted(
@@ -65,6 +67,9 @@ def conclude(
     )
     name = basis.subsystem.name
     severity = severity_of(basis.subsystem, status, regions, basis.regions)
+    # Background noise names tenants too; only an unhealthy subsystem has affected ones.
+    affected = list(dict.fromkeys(tenants)) if status in ("failing", "degraded") else []
+    figures = tenant_figures or {}
     return Findings(
         subsystem=name,
         incident=basis.incident,
@@ -73,8 +78,8 @@ def conclude(
         summary=summarize(name, status, patterns, regions, basis.runbook, missing=lacking),
         patterns=list(patterns),
         regions=regions,
-        # Background noise names tenants too; only an unhealthy subsystem has affected ones.
-        tenants=list(dict.fromkeys(tenants)) if status in ("failing", "degraded") else [],
+        tenants=affected,
+        tenant_figures={t: figures[t] for t in affected if t in figures},
         slo=list(slo),
         actions=actions_for(patterns, basis.runbook),
         escalation=escalation_for(severity, basis.runbook),

@@ -13,6 +13,7 @@ import pandas as pd
 from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings, SloRow
+from tenancy_diag.analysis.quantities import figures, merge_figures
 from tenancy_diag.diagnosing.judging import Basis, conclude
 from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
 from tenancy_diag.sources.admin_api import JOB_FIELDS
@@ -103,6 +104,7 @@ def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
         [match] if match else [],
         slo,
         tenants=tenants,
+        tenant_figures=dict(evidence.get("tenant_figures") or {}),
         jobs=late[STUCK_COLUMNS].to_dict("records"),
     )
 
@@ -194,7 +196,14 @@ class LifecycleDiagnosis(Diagnosis):
                 )
             jobs = with_age(pd.DataFrame(rows, columns=JOB_COLUMNS), self.ctx.end)
             listed = answered == len(tenants)
-        return self._done("step3_jobs", jobs, jobs=jobs, jobs_listed=listed, candidates=candidates)
+        return self._done(
+            "step3_jobs",
+            jobs,
+            jobs=jobs,
+            jobs_listed=listed,
+            candidates=candidates,
+            tenant_figures=merge_figures(figures(lagging), figures(failing)),
+        )
 
     def step4_retry_candidates(self) -> StepResult:
         """Failed or stuck jobs an admin override could retry; nothing is retried from here."""

@@ -12,7 +12,13 @@ from tenancy_diag import plots
 from tenancy_diag.analysis import patterns
 from tenancy_diag.analysis.findings import Findings
 from tenancy_diag.diagnosing.judging import Basis, conclude
-from tenancy_diag.diagnosing.steps import Diagnosis, StepResult, column, slo_frame
+from tenancy_diag.diagnosing.steps import (
+    Diagnosis,
+    StepResult,
+    column,
+    slo_frame,
+    tenant_figures,
+)
 
 
 def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
@@ -26,7 +32,11 @@ def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
         latency_max=basis.thresholds["latency_p99_ms_max"],
     )
     return conclude(
-        basis, [match] if match else [], evidence["slo"], tenants=column(evidence, "tenants")
+        basis,
+        [match] if match else [],
+        evidence["slo"],
+        tenants=column(evidence, "tenants"),
+        tenant_figures=tenant_figures(evidence),
     )
 
 

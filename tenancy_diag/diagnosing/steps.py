@@ -24,6 +24,7 @@ from tenancy_diag.analysis import dlq as dlq_analysis
 from tenancy_diag.analysis import logs as log_analysis
 from tenancy_diag.analysis.findings import Findings, SloRow
 from tenancy_diag.analysis.frames import VALUE, matrix_frame, vector_frame
+from tenancy_diag.analysis.quantities import figures, measure_of, measured
 from tenancy_diag.diagnosing.context import Context
 from tenancy_diag.diagnosing.judging import Basis
 from tenancy_diag.errors import ConfigError
@@ -162,13 +163,19 @@ class Diagnosis:
         return vector_frame(result) if result is not None else EMPTY
 
     def instant(self, key: str, **params: Any) -> pd.DataFrame:
-        return self.instant_raw(self.ctx.signals.render(key, self.ctx.scope, **params))
+        df = self.instant_raw(self.ctx.signals.render(key, self.ctx.scope, **params))
+        return measured(df.copy(), self.measure(key))
+
+    def measure(self, key: str) -> str:
+        """What query ``key``'s value measures ("webhook failures /s"), for columns and axes."""
+        group, _, name = key.partition(".")
+        return measure_of(self.ctx.signals.doc.queries[group][name])
 
     def series(self, key: str, **params: Any) -> pd.DataFrame:
         """Range query over the lookback, rate window ``ctx.rate_window`` unless given."""
         source = self.ctx.wanted("metrics")
         if source is None:
-            return EMPTY
+            return measured(EMPTY.copy(), self.measure(key))
         params.setdefault("window", self.ctx.rate_window)
         params = {
             k: v
@@ -180,15 +187,17 @@ class Diagnosis:
         step = choose_step(self.ctx.start, self.ctx.end)
         request = RangeQuery(promql, self.ctx.start, self.ctx.end, step)
         result = self.ctx.attempt("metrics", lambda: source.range_query(request))
-        return matrix_frame(result) if result is not None else EMPTY
+        frame = matrix_frame(result) if result is not None else EMPTY.copy()
+        return measured(frame, self.measure(key))
 
     def top(self, key: str, label: str) -> pd.DataFrame:
         """Top-N by ``label`` over the incident window, zeros dropped, largest first."""
         df = self.instant(key, k=self.ctx.top_n, window=self.incident_window())
         if df.empty or label not in df.columns:
-            return pd.DataFrame(columns=["region", label, VALUE])
-        df = df[df[VALUE] > 0].sort_values(VALUE, ascending=False)
-        return df[[c for c in ("region", label, VALUE) if c in df.columns]].reset_index(drop=True)
+            return measured(pd.DataFrame(columns=["region", label, VALUE]), self.measure(key))
+        df = df[df[VALUE] > 0].sort_values([VALUE, label], ascending=[False, True])
+        top = df[[c for c in ("region", label, VALUE) if c in df.columns]].reset_index(drop=True)
+        return measured(top, self.measure(key))
 
     def slo(self, specs: Sequence[SloSpec] | None = None) -> list[SloRow]:
         """One row per (SLO, region) judged over the SLO window at ``end``; the descriptor's
@@ -320,3 +329,9 @@ def column(evidence: Mapping[str, Any], key: str, name: str = "tenant") -> list[
     if not isinstance(frame, pd.DataFrame) or name not in frame:
         return []
     return [str(v) for v in frame[name].tolist()]
+
+
+def tenant_figures(evidence: Mapping[str, Any], key: str = "tenants") -> dict[str, str]:
+    """What each tenant of the top-N frame ``evidence[key]`` suffered, with its unit."""
+    frame = evidence.get(key)
+    return figures(frame) if isinstance(frame, pd.DataFrame) else {}

@@ -16,6 +16,7 @@ from tenancy_diag.diagnosing.steps import (
     column,
     dlq_growth_rows,
     slo_frame,
+    tenant_figures,
 )
 
 
@@ -38,6 +39,7 @@ def judge(evidence: Mapping[str, Any], basis: Basis) -> Findings:
         [match] if match else [],
         slo,
         tenants=column(evidence, "tenants"),
+        tenant_figures=tenant_figures(evidence),
         endpoints=offenders,
     )
 
