@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+import papermill
 import pytest
 
 from tenancy_diag.errors import ExitCode, TenancyDiagError
-from tenancy_diag.running import commands, execution
+from tenancy_diag.running import commands
 from tenancy_diag.running.catalog import catalog_from
 from tenancy_diag.sources.registry import registry as source_kinds
 
@@ -37,7 +38,7 @@ def no_kernels(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a kernel was started for input that should have been refused")
 
-    monkeypatch.setattr(execution.papermill, "execute_notebook", refuse)
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
     for name in source_kinds.env_variables().values():
         monkeypatch.delenv(name, raising=False)
 

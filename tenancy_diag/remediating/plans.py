@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.evidence import REMEDIATION_PLAN_SCHEMA as PLAN_SCHEMA
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Plan:
         return [c for c in self.preconditions if c.required and c.passed is not True]
 
     def checks_frame(self) -> pd.DataFrame:
+        # pandas only here: the runner checks who may act without paying for it.
+        import pandas as pd  # noqa: PLC0415
+
         rows = [
             {
                 "precondition": c.name,

@@ -15,7 +15,6 @@ from typing import Any
 
 from tenancy_diag import settings
 from tenancy_diag.analysis.calls import outcome_unknown, unanswered
-from tenancy_diag.analysis.checklist import CLOSE_ACTION, closures
 from tenancy_diag.errors import ConfigError, ExitCode
 from tenancy_diag.evidence import AUDIT_FILE, AUDIT_SCHEMA
 from tenancy_diag.journaling import read_jsonl
@@ -34,6 +33,9 @@ def close_incident(
     command: Sequence[str] = (),
 ) -> AuditRecord:
     """Append a ``close`` record for ``incident`` to ``out/audit.jsonl``; returns it."""
+    # The checklist analysis imports pandas; parsing a command line must not.
+    from tenancy_diag.analysis.checklist import CLOSE_ACTION  # noqa: PLC0415
+
     check_name(incident, "incident id")
     reason = " ".join(reason.split())
     if not reason:
@@ -57,6 +59,8 @@ def close_incident(
 
 def closure_records(out: Path, incident: str) -> list[dict[str, Any]]:
     """The ``close`` records for ``incident`` in ``out/audit.jsonl``, oldest first."""
+    from tenancy_diag.analysis.checklist import closures  # noqa: PLC0415
+
     return [dict(r) for r in closures(read_jsonl(out / AUDIT_FILE, AUDIT_SCHEMA), incident)]
 
 

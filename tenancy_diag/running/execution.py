@@ -28,19 +28,17 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import papermill
-from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from papermill.exceptions import PapermillExecutionError
+from typing import TYPE_CHECKING, Any
 
 from tenancy_diag.errors import shorten
 from tenancy_diag.redacting import default_redactor
+from tenancy_diag.running.importing import import_papermill
 from tenancy_diag.running.notebooks import read_notebook, redact_outputs, write_notebook
 from tenancy_diag.running.progress import NullProgress, Progress
-from tenancy_diag.running.rendering import render_failure, render_notebook
 from tenancy_diag.running.results import load_findings, write_error_findings
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
 
 KERNEL = "python3"
 #: Seconds a kernel may take to start; two cores shared by five kernels start slowly.
@@ -127,6 +125,7 @@ def execute_all(
     """
     if not jobs:
         return []
+    _import_engines()
     limit = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
     try:
@@ -138,8 +137,21 @@ def execute_all(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _import_engines() -> None:
+    # Once, before the threads: a module imported by several threads at once can be seen
+    # half-initialised by one of them.
+    import_papermill()
+    import tenancy_diag.running.rendering  # noqa: F401, PLC0415
+
+
 def _run_papermill(job: NotebookJob) -> str | None:
     """None when the notebook ran to its end, else one line saying what stopped it."""
+    # Imported here, not at the top: papermill, nbclient and nbformat cost seconds, and most
+    # commands (`--help`, `close`, `check-signals`) never start a kernel.
+    papermill = import_papermill()
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: PLC0415
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
+
     try:
         papermill.execute_notebook(
             str(job.source),
@@ -171,6 +183,8 @@ def _clean(message: str) -> str:
 
 
 def _kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
+    from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415
+
     # nbclient builds its kernel manager from a class, so the log path rides on a subclass.
     class LoggingKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
@@ -212,6 +226,9 @@ def _redact_notebook(path: Path) -> None:
 
 
 def _render(job: NotebookJob) -> int:
+    import_papermill()  # nbconvert reads notebooks through nbformat: the same slow import
+    from tenancy_diag.running.rendering import render_failure, render_notebook  # noqa: PLC0415
+
     try:
         return render_notebook(job.output, job.html)
     except Exception as e:  # an unrenderable notebook must not lose the run

@@ -6,18 +6,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nbformat
+# On first use: nbformat pulls jsonschema, a cost `--help` should not pay.
+from tenancy_diag.running.importing import import_nbformat
 
 #: Output fields holding text a person reads; images and widget state are left alone.
 _TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
 
 
 def read_notebook(path: Path) -> Any:
-    return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    return import_nbformat().read(path, as_version=4)
 
 
 def write_notebook(nb: Any, path: Path) -> None:
-    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    import_nbformat().write(nb, path)
 
 
 def strip_outputs(nb: Any) -> Any:

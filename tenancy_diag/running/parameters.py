@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import papermill
 import yaml
 
 from tenancy_diag.errors import ConfigError, ParameterError
 from tenancy_diag.running.coercing import Given, coerce, refuse_secrets
+from tenancy_diag.running.importing import import_papermill
 from tenancy_diag.running.notebooks import read_notebook
 
 #: Set by the runner for every notebook; a user value would point evidence elsewhere.
@@ -47,7 +47,7 @@ class ParameterSpec:
 def declared_parameters(notebook: Path) -> dict[str, ParameterSpec]:
     """The parameters cell of ``notebook``; ConfigError when papermill misreads a line of it."""
     try:
-        found = papermill.inspect_notebook(str(notebook))
+        found = import_papermill().inspect_notebook(str(notebook))
         cell = _parameters_cell(read_notebook(notebook))
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read notebook {notebook} ({e}); check the file") from e

@@ -34,7 +34,6 @@ from tenancy_diag.running.execution import NotebookJob, NotebookOutcome, execute
 from tenancy_diag.running.naming import check_name, inside
 from tenancy_diag.running.parameters import ParameterSpec, declared_parameters, resolve
 from tenancy_diag.running.progress import Progress
-from tenancy_diag.running.rendering import render_index
 from tenancy_diag.running.summary import NotebookReport, build_summary
 from tenancy_diag.times import iso, parse_duration, parse_time
 
@@ -182,6 +181,9 @@ def _common_default(name: str, declared: Mapping[str, Mapping[str, ParameterSpec
 
 def execute_run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     """Create the bundle, run every notebook, and write summary, index and manifest."""
+    # nbconvert is imported when a page is first rendered, not when a command is parsed.
+    from tenancy_diag.running.rendering import render_index  # noqa: PLC0415
+
     started = datetime.now(UTC)
     bundle = create_bundle(plan.out, plan.incident, started, run_id=plan.run_id)
     jobs = [_job(bundle, plan, p) for p in plan.notebooks]
