@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenancy_diag import plugins, resources
 from tenancy_diag import signals as signals_mod
@@ -16,6 +17,9 @@ from tenancy_diag.checking import check_signals, report_lines
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.settings import PrometheusSettings
 from tenancy_diag.times import parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from tenancy_diag.running.labs import Lab
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,12 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--state-dir", type=Path, default=None)
     env.set_defaults(func=_cmd_sandbox_env)
 
-    lab = sub.add_parser("lab", help="JupyterLab on the notebooks, wired to the running sandbox")
-    lab.add_argument("--state-dir", type=Path, default=None, help="the sandbox to use")
-    lab.add_argument("--port", type=int, default=8888)
-    lab.add_argument("--no-sandbox", action="store_true", help="start without sandbox settings")
-    resources.add_flags(lab)
-    lab.set_defaults(func=_cmd_lab)
+    _add_lab(sub)
 
     from tenancy_diag.running.commands import add_commands
 
@@ -81,6 +80,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     _add_run_and_upload(sub)
     return parser
+
+
+def _add_lab(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tenancy_diag.sources.registry import registry as source_kinds
+
+    lab = sub.add_parser(
+        "lab",
+        help="JupyterLab on working copies of the notebooks: an incident's, a bundle's, or the "
+        "sandbox's",
+        description="Copies the notebooks into OUT/INCIDENT/lab-<time>/ (never into notebooks/), "
+        "wired to the given sources (`--incident ID --prometheus-url ...`, as `run` takes them), "
+        "to a bundle's recording (`lab BUNDLE`; with source flags it goes live instead), or to "
+        "the running sandbox (no source given), and opens JupyterLab on them.",
+    )
+    lab.add_argument(
+        "bundle", nargs="?", type=Path, default=None, help="a bundle folder OUT/<incident>/<run_id>"
+    )
+    lab.add_argument("--incident", default=None, help="incident id (default: practice)")
+    for kind in source_kinds:
+        lab.add_argument(
+            kind.flag, dest=kind.parameter, default=None, help=f"{kind.help}; default: ${kind.env}"
+        )
+    lab.add_argument("--region", dest="regions", action="append", default=None)
+    lab.add_argument("--tenant", default=None)
+    lab.add_argument("--end", default=None, help="end of the window (default: now, at each run)")
+    lab.add_argument("--lookback", default=None, help="window length, e.g. 3h")
+    lab.add_argument("--out", type=Path, default=None, help="default: outputs/, or the bundle's")
+    lab.add_argument("--state-dir", type=Path, default=None, help="the sandbox to use")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-sandbox", action="store_true", help="never use the sandbox's settings")
+    resources.add_flags(lab)
+    lab.set_defaults(func=_cmd_lab)
 
 
 def _add_run_and_upload(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -190,26 +221,20 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     import subprocess
 
     resources.LAB.require("`tenancy-diag lab`")
-    notebooks = resources.NOTEBOOKS.path()
-
-    from tenancy_diag.sandbox import stack
-    from tenancy_diag.settings import ENV_LAB
-
-    # Read after apply_flags: --notebooks and --parameters reach the lab's kernels this way.
-    env = dict(os.environ)
-    if not args.no_sandbox:
-        endpoints = stack.endpoints(args.state_dir)
-        env.update(endpoints.env())
-        env[ENV_LAB] = "1"
-        print(
-            f"notebooks wired to the {endpoints.scenario} sandbox (history ends {endpoints.end})",
-            file=sys.stderr,
-        )
+    env = {**os.environ, **_lab_environment(args)}
+    lab = _prepare_lab(args, env)
+    for warning in lab.warnings:
+        print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
+    print(
+        f"lab for {lab.incident} in {lab.root}: {len(lab.notebooks)} notebooks wired to "
+        f"{lab.wired_to}",
+        file=sys.stderr,
+    )
     command = [
         sys.executable,
         "-m",
         "jupyterlab",
-        f"--notebook-dir={notebooks}",
+        f"--notebook-dir={lab.root}",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={args.port}",
         "--no-browser",
@@ -218,6 +243,48 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         command.append("--allow-root")  # CI and sandboxes run as root; Jupyter refuses otherwise
     # Jupyter owns the terminal until Ctrl-C; its exit code is ours.
     return subprocess.call(command, env=env)
+
+
+def _lab_environment(args: argparse.Namespace) -> dict[str, str]:
+    """What the lab's kernels see beside this shell's environment: the lab flag, and the
+    sandbox's endpoints when no bundle and no source is given."""
+    from tenancy_diag.running.commands import named_parameters
+    from tenancy_diag.settings import ENV_LAB
+    from tenancy_diag.sources.registry import registry as source_kinds
+
+    extra = {ENV_LAB: "1"}
+    given = named_parameters(args)
+    sourced = any(given.get(p) for p in source_kinds.parameters())
+    if args.bundle is None and not args.no_sandbox and not sourced:
+        from tenancy_diag.sandbox import stack
+
+        endpoints = stack.endpoints(args.state_dir)
+        extra.update(endpoints.env())
+        print(
+            f"notebooks wired to the {endpoints.scenario} sandbox (history ends {endpoints.end})",
+            file=sys.stderr,
+        )
+    return extra
+
+
+def _prepare_lab(args: argparse.Namespace, env: dict[str, str]) -> Lab:
+    """The lab folder: copies of a bundle's notebooks, or of every notebook for an incident."""
+    from tenancy_diag.running import default_catalog
+    from tenancy_diag.running.commands import named_parameters
+    from tenancy_diag.running.labs import bundle_lab, incident_lab
+
+    if args.bundle is not None:
+        if args.incident is not None:
+            raise ConfigError("a bundle names its incident; leave out --incident with BUNDLE")
+        # Only flags take a bundle live: endpoints exported in the shell do not.
+        return bundle_lab(args.bundle, out=args.out, given=named_parameters(args, env={}))
+    catalog = default_catalog()
+    return incident_lab(
+        [catalog.entry(name) for name in catalog.names()],
+        incident=args.incident or "practice",
+        out=args.out or Path("outputs"),
+        given=named_parameters(args, env),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
