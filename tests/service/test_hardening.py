@@ -361,7 +361,9 @@ def test_retention_prunes_attached_bundles_and_partials_never_unattached_ones(se
         ]
     service = serve(retain_days=7.0, retain_bytes=10**9)
     deadline = time.monotonic() + 10
-    while old_attached.exists() and time.monotonic() < deadline:
+    # Counted at the end of the pass, after the disk was measured.
+    while metric(service, "tenancy_diag_pruned_total", what="partials") < 1:
+        assert time.monotonic() < deadline, "retention removed no attempt folder in 10 s"
         time.sleep(0.1)
     assert not old_attached.exists() and not partial.exists()
     assert old_unattached.exists() and new_attached.exists()
@@ -381,7 +383,8 @@ def test_retain_bytes_removes_the_oldest_attached_bundles_first(serve, tmp_path)
         _done_job(store, 9, unattached, False)
     service = serve(retain_bytes=250_000)
     deadline = time.monotonic() + 10
-    while bundles[1].exists() and time.monotonic() < deadline:
+    while metric(service, "tenancy_diag_pruned_total", what="bundles") < 2:
+        assert time.monotonic() < deadline, "retention removed fewer than 2 bundles in 10 s"
         time.sleep(0.1)
     # Oldest first, attached only: the unattached one is older and bigger than the bound allows.
     assert [b.exists() for b in bundles] == [False, False, True]

@@ -191,3 +191,18 @@ def test_serve_offers_the_kubernetes_executor(capsys):
     assert settings is not None and (settings.namespace, settings.evidence) == ("ns", "s3://b/p")
     with pytest.raises(ConfigError, match="--namespace is for --executor kubernetes"):
         job_settings(_serve("--namespace=ns"))
+
+
+def test_the_pod_carries_no_service_or_sink_token(tmp_path, monkeypatch):
+    # Issue 11: the pod's environment is written out name by name, never inherited from the
+    # service, so its own secrets cannot reach a Job even when they are set here.
+    from tenancy_diag.service.executor import WITHHELD
+
+    for name in WITHHELD:
+        monkeypatch.setenv(name, "secret-value")
+    manifest = job_manifest(_job(tmp_path), "R-1", 600, SETTINGS)
+    (container,) = _pod(manifest)["containers"]
+    names = {variable["name"] for variable in container["env"]}
+    assert not names & WITHHELD
+    assert "secret-value" not in json.dumps(manifest)
+    assert container["envFrom"] == [{"configMapRef": {"name": "tenancy-diag-sources"}}]

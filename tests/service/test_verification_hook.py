@@ -14,9 +14,9 @@ from tenancy_diag.running.audit import AUDIT_FILE, AUDIT_SCHEMA
 from tenancy_diag.running.catalog import VERIFICATION_NOTEBOOK
 from tenancy_diag.service.executor import SubprocessExecutor
 from tenancy_diag.service.http import RequestLog, make_app
+from tenancy_diag.service.intake import parse_alertmanager
 from tenancy_diag.service.limits import Limits
 from tenancy_diag.service.listening import Listener
-from tenancy_diag.service.intake import parse_alertmanager
 from tenancy_diag.service.recovery import SERVICE_ACTOR, on_resolved, verification_request
 from tenancy_diag.service.store import QueueFull, Store
 from tenancy_diag.service.telemetry import Telemetry
