@@ -1,17 +1,22 @@
 """The committed notebooks: clean, parameterized from the one SLO mapping, and beside the runbook.
 
-Reading the notebooks is fast (no kernel); the sample replay at the end starts five kernels.
+Reading the notebooks is fast (no kernel); the sample replay and the nbval runs at the end
+start kernels.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
 
@@ -24,6 +29,7 @@ from tenancy_diag.running import (
     subsystem_notebooks,
 )
 from tenancy_diag.running.sample import SAMPLE_DIR
+from tenancy_diag.settings import ENV_LAB
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -203,3 +209,76 @@ def test_sample_replay_runs_offline_and_names_its_root_cause(
     summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
     assert summary["root_cause"] is not None, summary["candidates"]
     assert summary["root_cause"]["pattern"] == scenario
+
+
+# --- nbval: every notebook top to bottom on the sample, findings against golden copies ----------
+
+GOLDEN = REPO / "tests" / "fixtures" / "golden"
+
+
+def _golden() -> Any:
+    spec = importlib.util.spec_from_file_location("tenancy_diag_golden", GOLDEN / "golden.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@per_subsystem_notebook
+def test_golden_copy_is_the_committed_notebook_executed(path: Path) -> None:
+    golden = _golden()
+    stored = nbformat.read(GOLDEN / path.name, as_version=4)
+    committed = nbformat.read(path, as_version=4)
+    assert golden.code_sources(stored) == golden.code_sources(committed), (
+        f"{path.name} changed since its golden copy; run `python tests/fixtures/golden/golden.py`"
+    )
+    checked = [c for c in stored.cells if golden.CHECK in c.metadata.get("tags", [])]
+    assert checked and all(c.outputs for c in checked), "the findings cells hold their outputs"
+    indexes = golden.findings_cells(stored)
+    assert {i for i, c in enumerate(stored.cells) if c in checked} == indexes
+
+
+def _pytest(*argv: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != ENV_LAB and not k.startswith("PYTEST_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(cwd),
+         "--nbval-kernel-name", "python3", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_every_subsystem_notebook_passes_nbval_on_the_sample(tmp_path: Path) -> None:
+    """``--nbval-lax``: the committed notebooks run top to bottom against the shipped sample
+    (its parameters injected, as `run --sample` injects them). ``--nbval``: the golden copies'
+    findings cells give the same outputs, times and run ids sanitized."""
+    golden = _golden()
+    lax, strict = tmp_path / "lax", tmp_path / "golden"
+    lax.mkdir()
+    strict.mkdir()
+    for name in golden.SUBSYSTEM_NOTEBOOKS:
+        committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        params = golden.sample_parameters(
+            name, str(lax / f"{name}.json"), str(SAMPLE_DIR / "snapshots" / name)
+        )
+        nbformat.write(golden.parameterized(committed, params), lax / f"{name}.ipynb")
+        stored = nbformat.read(GOLDEN / f"{name}.ipynb", as_version=4)
+        nbformat.write(
+            golden.runnable(stored, name, strict / f"{name}.json"), strict / f"{name}.ipynb"
+        )
+    runs = {
+        "--nbval-lax": _pytest("--nbval-lax", str(lax), cwd=tmp_path),
+        "--nbval": _pytest(
+            "--nbval", "--nbval-sanitize-with", str(golden.SANITIZE), str(strict), cwd=tmp_path
+        ),
+    }
+    for mode, process in runs.items():
+        output, _ = process.communicate(timeout=900)
+        assert process.returncode == 0, f"pytest {mode} failed:\n{output[-6000:]}"
+        assert " passed" in output and "error" not in output.splitlines()[-1], output[-2000:]
+    for name in golden.SUBSYSTEM_NOTEBOOKS:
+        assert (lax / f"{name}.json").is_file() and (strict / f"{name}.json").is_file()
