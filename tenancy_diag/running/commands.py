@@ -30,6 +30,7 @@ from tenancy_diag.running.progress import for_stream
 from tenancy_diag.running.rerun import rerun
 from tenancy_diag.running.runs import DEFAULT_CELL_TIMEOUT_S, RunResult, execute_run, plan_run
 from tenancy_diag.running.sample import load_sample, with_replay
+from tenancy_diag.running.warming import start_pool
 from tenancy_diag.sources.registry import registry as source_kinds
 
 
@@ -55,6 +56,14 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
         help="a region to look at (repeatable); default: all",
     )
     run.add_argument("--tenant", default=None, help="one tenant to focus on")
+    run.add_argument(
+        "--warm-kernels",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="start N kernels (libraries imported) while the run is planned, one per notebook; "
+        "notebooks beyond N start cold (default: every kernel cold)",
+    )
     run.add_argument(
         "--end",
         default=None,
@@ -159,6 +168,7 @@ def named_parameters(
 
 def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
     command = redact_command(sys.argv)
+    pool = start_pool(args.warm_kernels)  # warming while the plan is checked
     try:
         replay_dir, sample_given = _replay_source(args)
         named = named_parameters(args)
@@ -194,10 +204,13 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
             plan = with_replay(plan, replay_dir)
         for warning in plan.warnings:
             print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
-        result = execute_run(plan, for_stream(sys.stderr, len(plan.notebooks)))
+        result = execute_run(plan, for_stream(sys.stderr, len(plan.notebooks)), pool)
     except TenancyDiagError as e:
         _audit_refusal(args.out, "run", command, args.incident, e)
         raise
+    finally:
+        if pool is not None:
+            pool.close()
     return _finish(args.out, "run", command, result, extra_failure=None, fail_on=args.fail_on)
 
 

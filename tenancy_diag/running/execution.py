@@ -40,6 +40,8 @@ from tenancy_diag.running.results import load_findings, write_error_findings
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
+    from tenancy_diag.running.warming import KernelPool, WarmKernel
+
 KERNEL = "python3"
 #: Seconds a kernel may take to start; two cores shared by five kernels start slowly.
 KERNEL_START_TIMEOUT_S = 120
@@ -81,12 +83,18 @@ class NotebookOutcome:
     html_bytes: int = 0
 
 
-def execute(job: NotebookJob, progress: Progress | None = None) -> NotebookOutcome:
-    """Run one notebook; never raises for the notebook's own failures, it reports them."""
+def execute(
+    job: NotebookJob, progress: Progress | None = None, pool: KernelPool | None = None
+) -> NotebookOutcome:
+    """Run one notebook; never raises for the notebook's own failures, it reports them.
+
+    With a ``pool``, the notebook runs on one of its warm kernels when it can supply one.
+    """
     progress = progress or NullProgress()
+    kernel = pool.take() if pool is not None else None
     progress.started(job.name)
     started, clock = time.time(), time.monotonic()
-    error = _run_papermill(job)
+    error = _run_papermill(job, kernel)
     if not job.output.exists():
         # Failed before papermill wrote anything (unreadable source, no kernel): keep the
         # source so the bundle still shows what was meant to run.
@@ -117,7 +125,10 @@ def execute(job: NotebookJob, progress: Progress | None = None) -> NotebookOutco
 
 
 def execute_all(
-    jobs: Sequence[NotebookJob], workers: int | None = None, progress: Progress | None = None
+    jobs: Sequence[NotebookJob],
+    workers: int | None = None,
+    progress: Progress | None = None,
+    pool: KernelPool | None = None,
 ) -> list[NotebookOutcome]:
     """Run ``jobs`` in threads of this process, at most ``workers`` (default: the cores) at once.
 
@@ -127,14 +138,14 @@ def execute_all(
         return []
     _import_engines()
     limit = max(1, min(len(jobs), workers or os.cpu_count() or 1))
-    pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
+    threads = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
     try:
-        futures = [pool.submit(execute, job, progress) for job in jobs]
+        futures = [threads.submit(execute, job, progress, pool) for job in jobs]
         return [f.result() for f in futures]
     finally:
         # Not the context manager: on Ctrl-C it would wait for every queued notebook. Queued
         # ones are cancelled; running kernels end with their cell (or the cell timeout).
-        pool.shutdown(wait=False, cancel_futures=True)
+        threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _import_engines() -> None:
@@ -144,14 +155,23 @@ def _import_engines() -> None:
     import tenancy_diag.running.rendering  # noqa: F401, PLC0415
 
 
-def _run_papermill(job: NotebookJob) -> str | None:
-    """None when the notebook ran to its end, else one line saying what stopped it."""
+def _run_papermill(job: NotebookJob, kernel: WarmKernel | None = None) -> str | None:
+    """None when the notebook ran to its end, else one line saying what stopped it.
+
+    ``kernel``, a warm one from a pool, runs this notebook only and is discarded here.
+    """
     # Imported here, not at the top: papermill, nbclient and nbformat cost seconds, and most
     # commands (`--help`, `close`, `check-signals`) never start a kernel.
     papermill = import_papermill()
     from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: PLC0415
     from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
 
+    if kernel is None:
+        engine: dict[str, Any] = {"kernel_manager_class": kernel_manager_logging_to(job.kernel_log)}
+    else:
+        from tenancy_diag.running.warming import ENGINE  # noqa: PLC0415
+
+        engine = {"engine_name": ENGINE, "warm_kernel": kernel}
     try:
         papermill.execute_notebook(
             str(job.source),
@@ -163,7 +183,7 @@ def _run_papermill(job: NotebookJob) -> str | None:
             execution_timeout=job.cell_timeout_s,
             start_timeout=KERNEL_START_TIMEOUT_S,
             resources={"metadata": {"path": str(job.cwd)}},
-            kernel_manager_class=_kernel_manager_logging_to(job.kernel_log),
+            **engine,
         )
     except PapermillExecutionError as e:
         return _clean(f"{e.ename}: {e.evalue} (cell {e.exec_count})")
@@ -173,6 +193,9 @@ def _run_papermill(job: NotebookJob) -> str | None:
         return _clean(f"DeadKernelError: {e}; see {job.kernel_log.name}")
     except Exception as e:  # whatever broke, the other notebooks must finish
         return _clean(f"{type(e).__name__}: {e}")
+    finally:
+        if kernel is not None:
+            kernel.discard(log_to=job.kernel_log)
     return None
 
 
@@ -182,7 +205,7 @@ def _clean(message: str) -> str:
     return shorten(default_redactor().redact(message), 500)
 
 
-def _kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
+def kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
     from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415
 
     # nbclient builds its kernel manager from a class, so the log path rides on a subclass.

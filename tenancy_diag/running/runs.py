@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenancy_diag import runbook, settings
 from tenancy_diag.errors import ConfigError
@@ -36,6 +36,9 @@ from tenancy_diag.running.parameters import ParameterSpec, declared_parameters, 
 from tenancy_diag.running.progress import Progress
 from tenancy_diag.running.summary import NotebookReport, build_summary
 from tenancy_diag.times import iso, parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from tenancy_diag.running.warming import KernelPool
 
 #: Packages whose versions can change a diagnosis; recorded in every manifest.
 KEY_PACKAGES = (
@@ -179,15 +182,20 @@ def _common_default(name: str, declared: Mapping[str, Mapping[str, ParameterSpec
     return defaults.pop() if len(defaults) == 1 else None
 
 
-def execute_run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    """Create the bundle, run every notebook, and write summary, index and manifest."""
+def execute_run(
+    plan: RunPlan, progress: Progress | None = None, pool: KernelPool | None = None
+) -> RunResult:
+    """Create the bundle, run every notebook, and write summary, index and manifest.
+
+    With a ``pool``, notebooks run on its warm kernels while it has some, then on cold ones.
+    """
     # nbconvert is imported when a page is first rendered, not when a command is parsed.
     from tenancy_diag.running.rendering import render_index  # noqa: PLC0415
 
     started = datetime.now(UTC)
     bundle = create_bundle(plan.out, plan.incident, started, run_id=plan.run_id)
     jobs = [_job(bundle, plan, p) for p in plan.notebooks]
-    outcomes = execute_all(jobs, plan.workers, progress)
+    outcomes = execute_all(jobs, plan.workers, progress, pool)
     finished = datetime.now(UTC)
     reports = [_report(bundle, outcome) for outcome in outcomes]
     summary = build_summary(

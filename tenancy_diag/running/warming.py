@@ -1,0 +1,357 @@
+"""Kernels started before they are needed, each used for exactly one notebook.
+
+A cold kernel spends a second or more importing pandas, matplotlib and the library before the
+notebook's first cell does anything. :class:`KernelPool` starts ``size`` kernels ahead, runs a
+warm-up cell in each (those imports, one frame, one figure), and hands each out once: after its
+notebook the kernel is killed, never reused, so nothing an incident put in a kernel (variables,
+monkeypatches, a half-open connection) can reach the next one. A thread of the pool starts
+replacements in the background.
+
+The notebook still goes through papermill, via the ``tenancy-warm`` engine registered in
+papermill's engine registry: papermill injects the parameters cell, saves the partial notebook
+after each cell and on failure, and nbclient enforces the cell timeout, exactly as on the cold
+path. The kernel's own log is copied into the bundle when it is discarded.
+
+Safety, as on the cold path: the pool's thread starts every kernel with ``PR_SET_PDEATHSIG``,
+so a kill -9 of the runner (which ends that thread) kills every pool kernel, used or not; and a
+pool kernel sees only an allowlisted environment (:func:`kernel_environment`), never a secret
+of the process that owns the pool (the service's bearer token, a sink's routing key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tenancy_diag import settings
+from tenancy_diag.running.execution import KERNEL, kernel_manager_logging_to
+from tenancy_diag.running.importing import import_papermill
+from tenancy_diag.sources.registry import registry as source_kinds
+
+#: The name the pool's engine is registered under in papermill's engine registry.
+ENGINE = "tenancy-warm"
+
+#: What a notebook kernel needs from the environment: the process basics, proxies and CA
+#: bundles, the sources' endpoints and credentials, the package's own settings. Anything else
+#: (a service token, a pager key) is withheld, whatever it is called: an allowlist.
+_PASSED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+        "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MPLBACKEND",
+        "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH",
+        "JUPYTER_RUNTIME_DIR", "COVERAGE_PROCESS_START",
+        settings.ENV_API_TOKEN, settings.ENV_API_TOKEN_FILE, settings.ENV_ACTOR,
+        settings.ENV_REDACT_PATTERNS, settings.ENV_PLUGINS, settings.ENV_NOTEBOOKS,
+        settings.ENV_PARAMETERS,
+    }
+)  # fmt: skip
+_PASSED_PREFIXES = ("LC_", "AWS_")
+
+# In a function, then deleted: the notebook's namespace starts as empty as a cold kernel's.
+_WARM_UP = """\
+def _tenancy_warm_up():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import tenancy_diag.notebook  # noqa: F401
+
+    pd.DataFrame({"a": [1.0, 2.0]}).describe()
+    figure = plt.figure()
+    figure.canvas.draw()
+    plt.close(figure)
+
+
+_tenancy_warm_up()
+del _tenancy_warm_up
+"""
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How many kernels to keep warm, and what each may cost."""
+
+    #: Kernels kept started and warmed, waiting for a notebook.
+    size: int = 2
+    #: Resident memory, in MB, a kernel may use after its warm-up; above it, it is discarded.
+    kernel_memory_mb: int = 250
+    #: Seconds a kernel may take to start and run the warm-up cell.
+    start_timeout_s: int = 120
+    #: Kernels started over the pool's life; None refills for ever (a service). A one-off
+    #: ``run`` sets it to ``size``: a replacement nobody takes would only slow its notebooks.
+    max_kernels: int | None = None
+
+
+def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allowlisted part of ``environ`` that a pool kernel is started with."""
+    passed = _PASSED | set(source_kinds.env_variables().values())
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in passed or name.startswith(_PASSED_PREFIXES)
+    }
+
+
+@dataclass
+class WarmKernel:
+    """A started, warmed kernel; good for one notebook."""
+
+    manager: Any  # jupyter_client AsyncKernelManager, already started
+    log: Path  # the kernel's stdout and stderr since it started
+    pid: int
+    rss_mb: float
+    _used: bool = field(default=False, repr=False)
+
+    def claim(self) -> None:
+        if self._used:
+            raise RuntimeError(f"kernel {self.pid} already ran a notebook; a kernel runs one")
+        self._used = True
+
+    def discard(self, log_to: Path | None = None) -> None:
+        """Kill the kernel and remove its files; its log is appended to ``log_to`` first."""
+        process = getattr(self.manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        self.manager.cleanup_connection_file()
+        if log_to is not None and self.log.exists():
+            with log_to.open("ab") as out, self.log.open("rb") as log:
+                shutil.copyfileobj(log, out)
+        self.log.unlink(missing_ok=True)
+
+
+class KernelPool:
+    """``size`` warm kernels, refilled in the background; each :meth:`take` is one notebook.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`. When the pool cannot
+    supply a kernel (closed, broken, over its memory ceiling), :meth:`take` returns None and
+    the caller starts a cold kernel as before.
+    """
+
+    def __init__(self, config: PoolSettings, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.environ = kernel_environment(os.environ if environ is None else environ)
+        self.problems: list[str] = []  # why the pool stopped supplying kernels, if it did
+        self.started = 0  # kernels whose start began, for the bench and the tests
+        self._starting = 0
+        self._ready: queue.Queue[WarmKernel] = queue.Queue()
+        self._wanted = threading.Semaphore(0)
+        self._closed = threading.Event()
+        self._scratch = Path(tempfile.mkdtemp(prefix="tenancy-diag-pool-"))
+        self._thread = threading.Thread(target=self._refill, name="kernel-pool", daemon=True)
+
+    def __enter__(self) -> KernelPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> KernelPool:
+        register_engine()
+        for _ in range(self.config.size):
+            self._wanted.release()
+        self._thread.start()
+        return self
+
+    def take(self) -> WarmKernel | None:
+        """A warm kernel for one notebook, waiting for one that is starting; None: go cold."""
+        while not self._closed.is_set() and not self.problems:
+            try:
+                kernel = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                if self._exhausted() and self._ready.empty():
+                    return None
+                continue
+            kernel.claim()
+            self._wanted.release()  # its replacement starts now, while it runs
+            return kernel
+        return None
+
+    def _exhausted(self) -> bool:
+        limit = self.config.max_kernels
+        return limit is not None and self.started >= limit and not self._starting
+
+    def close(self) -> None:
+        """Kill every kernel not handed out; call it after the notebooks have finished.
+
+        Ending the pool's thread kills, through PR_SET_PDEATHSIG, any kernel still running.
+        """
+        self._closed.set()
+        self._wanted.release()
+        self._thread.join(timeout=self.config.start_timeout_s)
+        while not self._ready.empty():
+            self._ready.get_nowait().discard()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _refill(self) -> None:
+        # Every kernel is forked from this thread, which lives as long as the pool: the kernels'
+        # PR_SET_PDEATHSIG is tied to it, so it must not end while one of them runs.
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                self._wanted.acquire()
+                if self._closed.is_set():
+                    break
+                more = 1
+                while self._wanted.acquire(blocking=False):
+                    more += 1
+                if self.config.max_kernels is not None:
+                    more = min(more, self.config.max_kernels - self.started)
+                if more > 0:
+                    self.started += more
+                    self._starting += more
+                    loop.run_until_complete(self._start_several(more))
+                if self.problems:
+                    break
+        finally:
+            loop.close()
+
+    async def _start_several(self, count: int) -> None:
+        results = await asyncio.gather(
+            *(self._start_one() for _ in range(count)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                self.problems.append(f"a pool kernel did not start: {result}")
+            elif self._closed.is_set():
+                result.discard()
+            else:
+                self._ready.put(result)
+            # After the put: a taker that sees nothing starting must find the kernel queued.
+            self._starting -= 1
+
+    async def _start_one(self) -> WarmKernel:
+        log = Path(tempfile.mkstemp(prefix="kernel-", suffix=".log", dir=self._scratch)[1])
+        manager = kernel_manager_logging_to(log)(kernel_name=KERNEL)
+        await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
+        process = getattr(manager.provisioner, "process", None)
+        if process is None:
+            raise RuntimeError("the kernel provisioner started no local process")
+        pid = int(process.pid)
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=self.config.start_timeout_s)
+            reply = await client.execute_interactive(
+                _WARM_UP, silent=True, store_history=False, timeout=self.config.start_timeout_s
+            )
+        finally:
+            client.stop_channels()
+        kernel = WarmKernel(manager, log, pid, _rss_mb(pid))
+        if reply["content"].get("status") != "ok":
+            kernel.discard()
+            raise RuntimeError(f"the warm-up cell failed; see {log}")
+        if kernel.rss_mb > self.config.kernel_memory_mb:
+            kernel.discard()
+            raise RuntimeError(
+                f"a warmed kernel uses {kernel.rss_mb:.0f} MB, over the pool's "
+                f"{self.config.kernel_memory_mb} MB per kernel; raise kernel_memory_mb"
+            )
+        return kernel
+
+
+def start_pool(size: int | None) -> KernelPool | None:
+    """``run --warm-kernels N``: N kernels, started now, none after; None when N is 0 or None."""
+    if not size:
+        return None
+    return KernelPool(PoolSettings(size=size, max_kernels=size)).start()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+_registered = threading.Lock()
+
+
+def register_engine() -> None:
+    """Register ``tenancy-warm`` in papermill's engine registry (once per process)."""
+    with _registered:
+        engines = import_papermill().engines.papermill_engines
+        if ENGINE not in engines._engines:
+            engines.register(ENGINE, _warm_engine_class())
+
+
+def _warm_engine_class() -> type:
+    # Built on first use: papermill and nbclient are not imported until a pool starts.
+    from jupyter_core.utils import run_sync  # noqa: PLC0415
+    from papermill.clientwrap import PapermillNotebookClient  # noqa: PLC0415
+    from papermill.engines import NBClientEngine  # noqa: PLC0415
+    from papermill.log import logger  # noqa: PLC0415
+    from papermill.utils import merge_kwargs, remove_args  # noqa: PLC0415
+
+    class InDirectoryClient(PapermillNotebookClient):  # type: ignore[misc]
+        """Moves the already-started kernel into the notebook's folder before its first cell."""
+
+        def __init__(self, nb_man: Any, cwd: str | None, **kw: Any) -> None:
+            super().__init__(nb_man, **kw)
+            self._cwd = cwd
+
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            if self._cwd:
+                await kc.execute_interactive(
+                    f"__import__('os').chdir({self._cwd!r})",
+                    silent=True,
+                    store_history=False,
+                    timeout=self.startup_timeout,
+                )
+            return kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    class WarmEngine(NBClientEngine):  # type: ignore[misc]
+        """papermill's nbclient engine, on a kernel the pool already started."""
+
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            *,
+            warm_kernel: WarmKernel,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: int = 60,
+            execution_timeout: int | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            kwargs = remove_args(["input_path", "kernel_manager_class"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            cwd = kwargs.get("resources", {}).get("metadata", {}).get("path")
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout or kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+            client = InDirectoryClient(nb_man, cwd, km=warm_kernel.manager, **final_kwargs)
+            try:
+                return client.execute()
+            finally:
+                # Not owning the manager, nbclient leaves the client's channels open.
+                if client.kc is not None:
+                    client.kc.stop_channels()
+
+    return WarmEngine
