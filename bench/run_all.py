@@ -25,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from tenancy_diag.running.catalog import subsystem_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -38,7 +40,8 @@ BIN = Path(sys.executable).parent  # the venv's console scripts: tenancy-diag, p
 INCIDENT = "bench"
 #: Seconds between memory samples; short runs (nbconvert) may peak between two samples.
 SAMPLE_EVERY_S = 0.1
-NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))  # the five that `run all` runs
+# The five that `run all` runs; notebooks/ also holds the remediation and postmortem ones.
+NAMES = sorted(subsystem_notebooks().values())
 
 #: What one side's run leaves: its peak RSS, and per notebook its HTML and findings files.
 Outcome = tuple[int, dict[str, tuple[Path, Path]]]
@@ -110,10 +113,10 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_ours(out: Path, window: dict, timeout_s: float) -> Outcome:
+def run_ours(out: Path, window: dict, timeout_s: float, extra: Sequence[str] = ()) -> Outcome:
     # The runner reads the window from the sample itself; naive needs it spelled out.
     command = [str(BIN / "tenancy-diag"), "run", "all", "--sample", "--incident", INCIDENT]
-    command += ["--out", str(out)]
+    command += ["--out", str(out), *extra]
     peak = run_tree(command, out / "bench.log", timeout_s)
     bundle = next((out / INCIDENT).iterdir())  # one run, one bundle
     return peak, {

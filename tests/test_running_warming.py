@@ -5,6 +5,7 @@ Timings are the bench's business (bench/warm_pool.py); nothing here asserts one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -166,3 +167,13 @@ def test_kill_9_of_the_runner_kills_its_pool_kernels():
     finally:
         if runner.poll() is None:
             runner.kill()
+
+
+def test_a_cell_over_the_timeout_on_a_pool_kernel_is_stopped_and_reported(pool, tmp_path):
+    job = job_for(FIXTURES / "slow.ipynb", tmp_path)
+    job = dataclasses.replace(job, cell_timeout_s=2)
+    outcome = execute(job, pool=pool)
+    assert not outcome.ran
+    assert "CellTimeoutError" in (outcome.error or "")
+    assert job.output.is_file()
+    assert json.loads(job.findings.read_text())["status"] == "error"
