@@ -177,3 +177,13 @@ def test_a_cell_over_the_timeout_on_a_pool_kernel_is_stopped_and_reported(pool, 
     assert "CellTimeoutError" in (outcome.error or "")
     assert job.output.is_file()
     assert json.loads(job.findings.read_text())["status"] == "error"
+
+
+def test_a_kernel_over_the_memory_ceiling_is_discarded_and_the_notebook_runs_cold(tmp_path):
+    with KernelPool(PoolSettings(size=1, kernel_memory_mb=1)) as pool:
+        job = job_for(probing(tmp_path), tmp_path)
+        outcome = execute(job, pool=pool)
+        assert outcome.ran, outcome.error
+        assert any("over the pool's 1 MB" in p for p in pool.problems)
+        probe = json.loads(job.findings.with_suffix(".probe.json").read_text())
+        assert "pd" not in probe["names"]

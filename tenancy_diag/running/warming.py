@@ -165,11 +165,13 @@ class KernelPool:
 
     def take(self) -> WarmKernel | None:
         """A warm kernel for one notebook, waiting for one that is starting; None: go cold."""
-        while not self._closed.is_set() and not self.problems:
+        while not self._closed.is_set():
             try:
                 kernel = self._ready.get(timeout=0.2)
             except queue.Empty:
-                if self._exhausted() and self._ready.empty():
+                # A kernel that failed to start (or went over the ceiling) stops the refills:
+                # the kernels already warm are still handed out, then every notebook goes cold.
+                if self.problems or (self._exhausted() and self._ready.empty()):
                     return None
                 continue
             kernel.claim()
