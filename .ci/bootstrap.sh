@@ -19,6 +19,8 @@ command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmana
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 # kubectl (with its kustomize) renders deploy/ in the tests.
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+# A real browser for tests/integration/test_browser.py: Debian's, never one selenium downloads.
+command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
