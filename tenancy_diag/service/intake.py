@@ -104,6 +104,19 @@ def parse_alertmanager(body: bytes) -> RunRequest:
     alerts = _field(payload, "alerts", list)
     if not alerts or not all(isinstance(a, dict) for a in alerts):
         raise Rejection(400, "'alerts' must be a non-empty list of objects; send Alertmanager's")
+    # The contract puts a subsystem on every alert (tenancy-signals.md, "Alerts"), and the
+    # published schema says so: an alert without one is refused, not silently folded in.
+    unnamed = [
+        i
+        for i, a in enumerate(alerts)
+        if isinstance(a.get("labels"), dict) and "subsystem" not in a["labels"]
+    ]
+    if unnamed:
+        raise Rejection(
+            422,
+            f"alert {unnamed[0]} has no subsystem label; label every alert with one of "
+            + ", ".join(subsystems.names()),
+        )
     # A firing group can still list alerts that resolved since the last notification; they
     # drop out of the next one, so counting them would turn a repeat into a new run.
     active = [a for a in alerts if a.get("status") == status] or alerts

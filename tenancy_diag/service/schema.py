@@ -1,10 +1,9 @@
 """The receiver's OpenAPI 3.1 document, served at ``GET /openapi.json``.
 
 Written from the parser's own rules (:mod:`.intake`: the label patterns, the subsystem names,
-the payload version), so what the document promises is what the receiver checks. The rules
-JSON Schema cannot say stay in prose: a subsystem label is needed on at least one alert or in
-``commonLabels``, and a time must also exist in UTC. tests/service/test_fuzz.py fuzzes the
-receiver with it (schemathesis): no 5xx, every answer as documented.
+the payload version), so what the document promises is what the receiver checks. The rule
+JSON Schema cannot say stays in prose: a time must also exist in UTC. tests/service/test_fuzz.py
+fuzzes the receiver with it (schemathesis): no 5xx, every answer as documented.
 """
 
 from __future__ import annotations

@@ -218,3 +218,20 @@ def test_a_request_survives_a_round_trip_through_json():
     req = parse_alertmanager(FIXTURE.read_bytes())
     again = RunRequest.from_dict(json.loads(json.dumps(req.to_dict())))
     assert again == req
+
+
+def test_every_alert_must_name_its_subsystem_as_the_contract_and_schema_say():
+    from tenancy_diag.service import intake as intake_mod
+
+    payload = {
+        "version": "4",
+        "groupKey": "g",
+        "status": "firing",
+        "alerts": [
+            {"labels": {"subsystem": "webhook"}, "startsAt": "2026-11-27T03:00:00Z"},
+            {"labels": {"region": "us-east-1"}, "startsAt": "2026-11-27T03:00:00Z"},
+        ],
+    }
+    with pytest.raises(intake_mod.Rejection) as refused:
+        intake_mod.parse_alertmanager(json.dumps(payload).encode())
+    assert refused.value.status == 422 and "alert 1 has no subsystem label" in str(refused.value)
