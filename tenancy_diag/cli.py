@@ -256,9 +256,17 @@ def _lab_environment(args: argparse.Namespace) -> dict[str, str]:
     given = named_parameters(args)
     sourced = any(given.get(p) for p in source_kinds.parameters())
     if args.bundle is None and not args.no_sandbox and not sourced:
+        from tenancy_diag.errors import SandboxError
         from tenancy_diag.sandbox import stack
 
-        endpoints = stack.endpoints(args.state_dir)
+        try:
+            endpoints = stack.endpoints(args.state_dir)
+        except SandboxError as e:
+            flags = ", ".join(kind.flag for kind in source_kinds)
+            raise ConfigError(
+                f"no source given ({flags}, as for run) and no sandbox to use: {e}; or pass "
+                "--no-sandbox for copies with no source"
+            ) from e
         extra.update(endpoints.env())
         print(
             f"notebooks wired to the {endpoints.scenario} sandbox (history ends {endpoints.end})",

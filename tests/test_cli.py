@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tenancy_diag import cli
+from tenancy_diag.sources.registry import registry as source_kinds
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +56,16 @@ def test_malformed_signals_file(tmp_path):
         (["sandbox", "up", "--duration", "forever"], "'forever' is not a duration"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["sandbox", "down", "--state-dir", "/nonexistent/x"], "no sandbox is up"),
+        (["lab", "--state-dir", "/nonexistent/x"], "no source given (--prometheus-url"),
+        (["lab", "/nonexistent/bundle"], "cannot read /nonexistent/bundle/manifest.json"),
+        (
+            ["run", "all", "--sample", "--incident", "x", "--fail-on", "bad"],
+            "invalid choice: 'bad'",
+        ),
     ],
 )
-def test_other_bad_input(argv, needle, capsys):
+def test_other_bad_input(argv, needle, capsys, monkeypatch):
+    for kind in source_kinds:  # a source in the environment would take `lab` live
+        monkeypatch.delenv(kind.env, raising=False)
     assert cli.main(argv) == 2
     assert needle in _one_sentence(capsys.readouterr().err)

@@ -196,9 +196,12 @@ def test_run_all_in_jupyterlab_runs_every_cell_without_error(chrome, lab_on_sand
             )
         ]
 
-    # A Run All given while the session still connects its kernel is dropped: give it again
+    # The page may show "Idle" before its session has a kernel; the server knows. A Run All
+    # given while the session has no kernel clears the cells and runs nothing: give it again
     # until the first cell is queued or run.
-    for _ in range(5):
+    _wait(lambda: _kernel_idle(base, token), 240, "the server to report the kernel idle")
+    deadline = time.monotonic() + 240
+    while True:
         _dismiss_dialogs(driver)
         driver.find_element(
             By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel')][.='Run']"
@@ -209,15 +212,21 @@ def test_run_all_in_jupyterlab_runs_every_cell_without_error(chrome, lab_on_sand
             "the Run All menu item",
         ).click()
         try:
-            _wait(lambda: prompts() and prompts()[0] != "[ ]:", 20, "Run All to start")
+            _wait(lambda: prompts() and prompts()[0] != "[ ]:", 15, "Run All to start")
             break
         except AssertionError:
-            continue
+            if time.monotonic() > deadline:
+                raise
     _wait(
         lambda: all(re.fullmatch(r"\[\d+\]:", p) for p in prompts()),
         300,
         "every cell to run (each prompt numbered, none [*])",
-        lambda: (prompts(), _screenshot(driver, "lab-run-all-timeout.png")),
+        lambda: (
+            prompts(),
+            _screenshot(driver, "lab-run-all-timeout.png"),
+            driver.get_log("browser")[-10:],
+            (folder.parent.parent.parent / "lab.log").read_text(errors="replace")[-3000:],
+        ),
     )
     seconds = time.monotonic() - started
     assert len(prompts()) == len(code_cells), "a code cell did not run"
@@ -235,6 +244,17 @@ def test_run_all_in_jupyterlab_runs_every_cell_without_error(chrome, lab_on_sand
     time.sleep(0.5)
     path = _screenshot(driver, "lab-run-all.png")
     print(f"\nscreenshot {path}; Run All took {seconds:.1f} s")
+
+
+def _kernel_idle(base: str, token: str) -> bool:
+    """The server's word: the notebook's session has a kernel, and it is idle."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as answer:
+        sessions = json.loads(answer.read())
+    return any(
+        s.get("path", "").endswith("webhook_delivery.ipynb")
+        and (s.get("kernel") or {}).get("execution_state") == "idle"
+        for s in sessions
+    )
 
 
 def _dismiss_dialogs(driver: Any) -> None:
