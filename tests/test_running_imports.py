@@ -36,7 +36,7 @@ def test_importing_the_runner_loads_no_heavy_library():
 
 def test_papermill_comes_without_compiling_the_iri_grammar():
     code = (
-        "from tenancy_diag.running.importing import import_papermill; import_papermill()\n"
+        "from tenancy_diag.importing import import_papermill; import_papermill()\n"
         "import sys; assert 'rfc3987_syntax.syntax_helpers' not in sys.modules"
     )
     assert "papermill" in loaded_after(code)
@@ -44,7 +44,7 @@ def test_papermill_comes_without_compiling_the_iri_grammar():
 
 def test_the_iri_format_is_still_checked_when_someone_asks():
     code = (
-        "from tenancy_diag.running.importing import import_papermill; import_papermill()\n"
+        "from tenancy_diag.importing import import_papermill; import_papermill()\n"
         "import jsonschema\n"
         "v = jsonschema.Draft7Validator({'format': 'iri'},"
         " format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)\n"

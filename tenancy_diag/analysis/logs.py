@@ -92,7 +92,7 @@ def frame(
     """One row per line: its parsed fields plus where it came from, oldest first.
 
     Each item is a mapping or a dataclass with ``line`` and optionally ``pod``, ``container``,
-    ``previous`` and ``region`` (a :class:`~tenancy_diag.sources.kube_logs.LogLine` is one).
+    ``previous`` and ``region`` (a :class:`~tenancy_diag.sources.pod_logs.LogLine` is one).
     The line's own ``region`` field wins over the item's.
     """
     rows = [_row(_as_mapping(item), fields) for item in lines_with_meta]

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tenancy_diag.errors import shorten
+from tenancy_diag.importing import import_papermill
 from tenancy_diag.redacting import default_redactor
-from tenancy_diag.running.importing import import_papermill
 from tenancy_diag.running.notebooks import read_notebook, redact_outputs, write_notebook
 from tenancy_diag.running.progress import NullProgress, Progress
 from tenancy_diag.running.results import load_findings, write_error_findings

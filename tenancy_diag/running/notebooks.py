@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 # On first use: nbformat pulls jsonschema, a cost `--help` should not pay.
-from tenancy_diag.running.importing import import_nbformat
+from tenancy_diag.importing import import_nbformat
 
 #: Output fields holding text a person reads; images and widget state are left alone.
 _TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")

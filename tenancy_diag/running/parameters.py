@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from tenancy_diag.errors import ConfigError, ParameterError
+from tenancy_diag.importing import import_papermill
 from tenancy_diag.running.coercing import Given, coerce, refuse_secrets
-from tenancy_diag.running.importing import import_papermill
 from tenancy_diag.running.notebooks import read_notebook
 
 #: Set by the runner for every notebook; a user value would point evidence elsewhere.

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag import settings
+from tenancy_diag.importing import import_papermill
 from tenancy_diag.running.execution import KERNEL, kernel_manager_logging_to
-from tenancy_diag.running.importing import import_papermill
 from tenancy_diag.sources.registry import registry as source_kinds
 
 #: The name the pool's engine is registered under in papermill's engine registry.

@@ -61,7 +61,7 @@ class LogRequest:
 @runtime_checkable
 class PodLogReader(Protocol):
     """Kubernetes' own shape of logs: list pods, fetch one container's lines. A kind that speaks
-    it is recorded at this level and adapted to :class:`LogSource` (see ``kube_logs.PodLogs``)."""
+    it is recorded at this level and adapted to :class:`LogSource` (see ``pod_logs.PodLogs``)."""
 
     name: str
 

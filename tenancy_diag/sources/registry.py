@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.importing import defer_iri_grammar
 from tenancy_diag.redacting import Redactor
 from tenancy_diag.settings import (
     WINDOW_ENV_FALLBACKS,
@@ -160,6 +161,9 @@ def _prometheus(url: str, redactor: Redactor) -> MetricSource:
 
 
 def _kubernetes(kubeconfig: str, redactor: Redactor) -> PodLogReader:
+    # The kubernetes package imports its dynamic client, which imports jsonschema (with the
+    # kubernetes-validate extra installed): the IRI grammar is deferred first, as for papermill.
+    defer_iri_grammar()
     from tenancy_diag.sources.kube_logs import KubeLogSource
 
     if kubeconfig == KubeSettings.IN_CLUSTER:
@@ -168,7 +172,7 @@ def _kubernetes(kubeconfig: str, redactor: Redactor) -> PodLogReader:
 
 
 def _pod_logs(reader: PodLogReader, signals: Signals) -> LogSource:
-    from tenancy_diag.sources.kube_logs import PodLogs
+    from tenancy_diag.sources.pod_logs import PodLogs
 
     logs = signals.doc.logs
     return PodLogs(

@@ -15,7 +15,8 @@ from tenancy_diag.sandbox import kube_api, pod_logs, serving
 from tenancy_diag.sandbox.secrets import PLANTED
 from tenancy_diag.settings import KubeSettings
 from tenancy_diag.sources.base import LogRequest, PodLogReader, PodQuery
-from tenancy_diag.sources.kube_logs import KubeLogSource, LogBatch, collect_logs, since_seconds
+from tenancy_diag.sources.kube_logs import KubeLogSource, since_seconds
+from tenancy_diag.sources.pod_logs import LogBatch, collect_logs
 
 pytestmark = pytest.mark.integration
 
@@ -299,7 +300,7 @@ def test_max_concurrency_must_be_positive(source, scenario):
 
 def test_pod_logs_answer_the_backend_neutral_log_protocol(source, scenario):
     from tenancy_diag.sources.base import LogQuery, LogSource
-    from tenancy_diag.sources.kube_logs import PodLogs
+    from tenancy_diag.sources.pod_logs import PodLogs
 
     logs = PodLogs(source, NS, max_concurrency=4)
     assert isinstance(logs, LogSource) and not isinstance(source, LogSource)
