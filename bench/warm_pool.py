@@ -40,7 +40,7 @@ IMPORTS = {
     "tenancy_diag.running": "import tenancy_diag.running",
     "papermill (bare)": "import papermill",
     "papermill via the runner": (
-        "from tenancy_diag.running.importing import import_papermill; import_papermill()"
+        "from tenancy_diag.importing import import_papermill; import_papermill()"
     ),
     "tenancy_diag.notebook (kernel)": "import tenancy_diag.notebook",
 }
