@@ -21,3 +21,13 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return float(_positive(text, float, "a number"))
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value

@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tenancy_diag import resources, settings
-from tenancy_diag.arguments import positive_int
+from tenancy_diag.arguments import non_negative_int, positive_int
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.running import acting
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
@@ -32,6 +32,9 @@ from tenancy_diag.running.runs import DEFAULT_CELL_TIMEOUT_S, RunResult, execute
 from tenancy_diag.running.sample import load_sample, with_replay
 from tenancy_diag.running.warming import start_pool
 from tenancy_diag.sources.registry import registry as source_kinds
+
+if TYPE_CHECKING:
+    from tenancy_diag.running.execution import KernelSupply
 
 
 def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = default_catalog) -> None:
@@ -58,11 +61,12 @@ def add_commands(subparsers: Any, catalog: Callable[[], NotebookCatalog] = defau
     run.add_argument("--tenant", default=None, help="one tenant to focus on")
     run.add_argument(
         "--warm-kernels",
-        type=positive_int,
+        type=non_negative_int,
         default=None,
         metavar="N",
-        help="start N kernels (libraries imported) while the run is planned, one per notebook; "
-        "notebooks beyond N start cold (default: every kernel cold)",
+        help="start N kernels at once, libraries imported, while the run is planned; each runs "
+        "one notebook and the next starts as it is taken (default: one per core; 0: start each "
+        "kernel when its notebook does)",
     )
     run.add_argument(
         "--end",
@@ -167,8 +171,32 @@ def named_parameters(
 
 
 def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
-    command = redact_command(sys.argv)
-    pool = start_pool(args.warm_kernels)  # warming while the plan is checked
+    entries = catalog().resolve(args.notebooks)  # an unknown name is refused before any kernel
+    # The kernels start first, and warm up while the plan is checked and papermill imported.
+    pool = start_pool(args.warm_kernels, len(entries))
+    try:
+        return run_command(args, catalog, command=redact_command(sys.argv), pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def run_command(
+    args: argparse.Namespace,
+    catalog: Callable[[], NotebookCatalog],
+    *,
+    command: list[str],
+    pool: KernelSupply | None = None,
+    err: TextIO | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``run`` with ``args`` parsed, on ``pool``'s kernels; what it prints goes to ``err``
+    (progress, warnings, the verdict) and ``out`` (the index path), default stderr and stdout.
+
+    The service calls it in its own threads (``serve --executor pool``), one call per alert.
+    """
+    err = err or sys.stderr
+    out = out or sys.stdout
     try:
         replay_dir, sample_given = _replay_source(args)
         named = named_parameters(args)
@@ -199,22 +227,28 @@ def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -
             else None
         )
         if done is not None:
-            return _skip(args.out, command, done)
+            return _skip(args.out, command, done, err, out)
         if replay_dir is not None:
             plan = with_replay(plan, replay_dir)
         for warning in plan.warnings:
-            print(f"tenancy-diag: warning: {warning}", file=sys.stderr)
-        result = execute_run(plan, for_stream(sys.stderr, len(plan.notebooks)), pool)
+            print(f"tenancy-diag: warning: {warning}", file=err)
+        result = execute_run(plan, for_stream(err, len(plan.notebooks)), pool)
     except TenancyDiagError as e:
         _audit_refusal(args.out, "run", command, args.incident, e)
         raise
-    finally:
-        if pool is not None:
-            pool.close()
-    return _finish(args.out, "run", command, result, extra_failure=None, fail_on=args.fail_on)
+    return _finish(
+        args.out,
+        "run",
+        command,
+        result,
+        extra_failure=None,
+        fail_on=args.fail_on,
+        err=err,
+        out_stream=out,
+    )
 
 
-def _skip(out: Path, command: list[str], bundle: Bundle) -> int:
+def _skip(out: Path, command: list[str], bundle: Bundle, err: TextIO, stdout: TextIO) -> int:
     # A retry after a crash: the run this id names already finished, so a second copy of the
     # evidence would only make "which bundle is the incident's?" ambiguous.
     append_audit(
@@ -229,8 +263,8 @@ def _skip(out: Path, command: list[str], bundle: Bundle) -> int:
             exit_code=ExitCode.OK,
         ),
     )
-    print(f"tenancy-diag: run {bundle.run_id} already finished; reusing it", file=sys.stderr)
-    print(bundle.root / INDEX)
+    print(f"tenancy-diag: run {bundle.run_id} already finished; reusing it", file=err)
+    print(bundle.root / INDEX, file=stdout)
     return ExitCode.OK
 
 
@@ -276,6 +310,8 @@ def _finish(
     extra_failure: str | None,
     *,
     fail_on: str | None = None,
+    err: TextIO | None = None,
+    out_stream: TextIO | None = None,
 ) -> int:
     problems = []
     if result.failed:
@@ -298,13 +334,14 @@ def _finish(
             exit_code=code,
         ),
     )
+    err = err or sys.stderr
     # The verdict before the errors: the service reads the last line of stderr as the reason.
-    print("\n".join(verdict_lines(result.summary, result.index)), file=sys.stderr)
+    print("\n".join(verdict_lines(result.summary, result.index)), file=err)
     for problem in problems:
-        print(f"tenancy-diag: error: {problem}", file=sys.stderr)
+        print(f"tenancy-diag: error: {problem}", file=err)
     if gate:
-        print(f"tenancy-diag: {gate}", file=sys.stderr)
-    print(result.index)
+        print(f"tenancy-diag: {gate}", file=err)
+    print(result.index, file=out_stream or sys.stdout)
     return code
 
 

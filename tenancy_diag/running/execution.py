@@ -25,10 +25,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenancy_diag.errors import shorten
 from tenancy_diag.importing import import_papermill
@@ -40,7 +40,17 @@ from tenancy_diag.running.results import load_findings, write_error_findings
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
-    from tenancy_diag.running.warming import KernelPool, WarmKernel
+    from tenancy_diag.running.warming import WarmKernel
+
+
+class KernelSupply(Protocol):
+    """Where warm kernels come from: a :class:`~.warming.KernelPool` or a run's ``Lease``."""
+
+    #: Why no more notebooks may start (the run was stopped); None while they may.
+    stopped: str | None
+
+    def take(self) -> WarmKernel | None: ...
+
 
 KERNEL = "python3"
 #: Seconds a kernel may take to start; two cores shared by five kernels start slowly.
@@ -84,17 +94,26 @@ class NotebookOutcome:
 
 
 def execute(
-    job: NotebookJob, progress: Progress | None = None, pool: KernelPool | None = None
+    job: NotebookJob,
+    progress: Progress | None = None,
+    pool: KernelSupply | None = None,
+    renderer: PageRenderer | None = None,
+    pages: list[Future[int]] | None = None,
 ) -> NotebookOutcome:
     """Run one notebook; never raises for the notebook's own failures, it reports them.
 
-    With a ``pool``, the notebook runs on one of its warm kernels when it can supply one.
+    With a ``pool``, the notebook runs on one of its warm kernels when it can supply one. With
+    a ``renderer``, its page is rendered there (the future is appended to ``pages``) instead
+    of here before returning.
     """
+    if pages is None:
+        pages = []
     progress = progress or NullProgress()
-    kernel = pool.take() if pool is not None else None
+    stopped = pool.stopped if pool is not None else None
+    kernel = pool.take() if pool is not None and stopped is None else None
     progress.started(job.name)
     started, clock = time.time(), time.monotonic()
-    error = _run_papermill(job, kernel)
+    error = _run_papermill(job, kernel) if stopped is None else f"not started: {stopped}"
     if not job.output.exists():
         # Failed before papermill wrote anything (unreadable source, no kernel): keep the
         # source so the bundle still shows what was meant to run.
@@ -107,7 +126,12 @@ def execute(
         )
     _redact_file(job.kernel_log)
     _redact_notebook(job.output)
-    html_bytes = _render(job)
+    if renderer is None:
+        html_bytes = _render(job)
+    else:
+        # Rendered on the renderer's thread while this one takes the next notebook.
+        pages.append(renderer.submit_job(job))
+        html_bytes = 0
     seconds = time.monotonic() - clock
     outcome = NotebookOutcome(
         job.name,
@@ -128,24 +152,53 @@ def execute_all(
     jobs: Sequence[NotebookJob],
     workers: int | None = None,
     progress: Progress | None = None,
-    pool: KernelPool | None = None,
+    pool: KernelSupply | None = None,
+    renderer: PageRenderer | None = None,
 ) -> list[NotebookOutcome]:
     """Run ``jobs`` in threads of this process, at most ``workers`` (default: the cores) at once.
 
-    Outcomes come back in the order of ``jobs``; one notebook's failure never stops another.
+    Each page is rendered by ``renderer`` (one is made for these jobs when none is given) while
+    the notebooks after it execute; every page is written when this returns. Outcomes come
+    back in the order of ``jobs``; one notebook's failure never stops another.
     """
     if not jobs:
         return []
     _import_engines()
+    own = renderer is None
+    rendering = PageRenderer() if renderer is None else renderer
+    rendered: list[Future[int]] = []
     limit = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     threads = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
     try:
-        futures = [threads.submit(execute, job, progress, pool) for job in jobs]
-        return [f.result() for f in futures]
+        futures = [
+            threads.submit(execute, job, progress, pool, rendering, rendered) for job in jobs
+        ]
+        outcomes = [f.result() for f in futures]
     finally:
         # Not the context manager: on Ctrl-C it would wait for every queued notebook. Queued
         # ones are cancelled; running kernels end with their cell (or the cell timeout).
         threads.shutdown(wait=False, cancel_futures=True)
+        if own:
+            rendering.close()
+    for page in rendered:
+        page.result()  # _render_job never raises: a failed page is a page saying why
+    return outcomes
+
+
+class PageRenderer:
+    """:class:`~.rendering.Renderer` with this module's failure handling; built on first use,
+    so nbconvert is imported when the first page is, not when a command is parsed."""
+
+    def __init__(self) -> None:
+        from tenancy_diag.running.rendering import Renderer  # noqa: PLC0415
+
+        self._renderer = Renderer()
+
+    def submit_job(self, job: NotebookJob) -> Future[int]:
+        return self._renderer.submit(_render, job)
+
+    def close(self) -> None:
+        self._renderer.close()
 
 
 def _import_engines() -> None:
@@ -248,12 +301,12 @@ def _redact_notebook(path: Path) -> None:
         write_notebook(nb, path)
 
 
-def _render(job: NotebookJob) -> int:
+def _render(job: NotebookJob, render: Callable[[Path, Path], int] | None = None) -> int:
     import_papermill()  # nbconvert reads notebooks through nbformat: the same slow import
     from tenancy_diag.running.rendering import render_failure, render_notebook  # noqa: PLC0415
 
     try:
-        return render_notebook(job.output, job.html)
+        return (render or render_notebook)(job.output, job.html)
     except Exception as e:  # an unrenderable notebook must not lose the run
         render_failure(job.name, job.html, _clean(f"{type(e).__name__}: {e}"))
         return job.html.stat().st_size

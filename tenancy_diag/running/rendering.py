@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
@@ -28,6 +29,7 @@ from tenancy_diag.running import pages
 from tenancy_diag.running.concluding import worst_first
 from tenancy_diag.running.notebooks import read_notebook
 
+T = TypeVar("T")
 _OFFLINE_TEMPLATE = "tenancy_offline.html.j2"
 _OFFLINE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -43,22 +45,56 @@ _OFFLINE = """{%- extends 'index.html.j2' -%}
 <main>
 {%- endblock body_header -%}
 """
-#: Pages of one bundle are written from several notebook threads at once.
+#: Pages of one bundle are written from several threads at once (a rerun's, the service's).
 _PAGES = threading.Lock()
 
 
+class Renderer:
+    """One HTML exporter, its template compiled once, on one thread of its own.
+
+    A notebook's page is rendered while the notebooks after it execute: the notebook's thread
+    hands it over (:meth:`submit`) and takes its next notebook at once. The service keeps one
+    for every run it executes (pages are rendered one at a time, in order of arrival).
+    """
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        self._exporter: HTMLExporter | None = None  # used by that one thread only
+
+    def submit(self, call: Callable[[T, Callable[[Path, Path], int]], int], item: T) -> Future[int]:
+        """``call(item, self.render)`` on the renderer's thread: ``call`` renders ``item``'s
+        notebook with the ``render`` it is given, and may stand a page in when that fails."""
+        return self._thread.submit(call, item, self.render)
+
+    def render(self, notebook: Path, html: Path) -> int:
+        """Render now; call it on the renderer's thread only (see :meth:`submit`)."""
+        if self._exporter is None:
+            self._exporter = _new_exporter()
+        return _render_page(self._exporter, notebook, html)
+
+    def close(self) -> None:
+        """Wait for the pages submitted, then end the thread."""
+        self._thread.shutdown(wait=True)
+
+
 def render_notebook(notebook: Path, html: Path) -> int:
-    """Write ``notebook`` as offline HTML to ``html``; returns its size in bytes."""
-    nb = read_notebook(notebook)
-    root = pages.bundle_root(html)
-    info = pages.page_info(notebook.stem, nb, root)
-    # One exporter per call: exporters keep state and this runs in several threads at once.
-    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+    """Write ``notebook`` as offline HTML to ``html`` now; returns its size in bytes."""
+    return _render_page(_new_exporter(), notebook, html)
+
+
+def _new_exporter() -> HTMLExporter:
+    return HTMLExporter(  # type: ignore[no-untyped-call]
         template_name="lab",
         extra_loaders=[DictLoader({_OFFLINE_TEMPLATE: _OFFLINE})],
         template_file=_OFFLINE_TEMPLATE,
         embed_images=True,
     )
+
+
+def _render_page(exporter: HTMLExporter, notebook: Path, html: Path) -> int:
+    nb = read_notebook(notebook)
+    root = pages.bundle_root(html)
+    info = pages.page_info(notebook.stem, nb, root)
     resources = {
         "metadata": {"name": info.page_title},
         "tenancy_css": pages.CSS,

@@ -38,7 +38,7 @@ from tenancy_diag.running.summary import NotebookReport, build_summary
 from tenancy_diag.times import iso, parse_duration, parse_time
 
 if TYPE_CHECKING:
-    from tenancy_diag.running.warming import KernelPool
+    from tenancy_diag.running.execution import KernelSupply
 
 #: Packages whose versions can change a diagnosis; recorded in every manifest.
 KEY_PACKAGES = (
@@ -183,7 +183,7 @@ def _common_default(name: str, declared: Mapping[str, Mapping[str, ParameterSpec
 
 
 def execute_run(
-    plan: RunPlan, progress: Progress | None = None, pool: KernelPool | None = None
+    plan: RunPlan, progress: Progress | None = None, pool: KernelSupply | None = None
 ) -> RunResult:
     """Create the bundle, run every notebook, and write summary, index and manifest.
 

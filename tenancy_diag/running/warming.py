@@ -57,6 +57,8 @@ _PASSED = frozenset(
     }
 )  # fmt: skip
 _PASSED_PREFIXES = ("LC_", "AWS_")
+#: Start failures kept in ``KernelPool.problems`` (a service's pool may fail for days).
+_KEPT_PROBLEMS = 10
 
 # In a function, then deleted: the notebook's namespace starts as empty as a cold kernel's.
 _WARM_UP = """\
@@ -88,8 +90,10 @@ class PoolSettings:
     #: Seconds a kernel may take to start and run the warm-up cell.
     start_timeout_s: int = 120
     #: Kernels started over the pool's life; None refills for ever (a service). A one-off
-    #: ``run`` sets it to ``size``: a replacement nobody takes would only slow its notebooks.
+    #: ``run`` sets it to its number of notebooks: a kernel nobody takes would only cost CPU.
     max_kernels: int | None = None
+    #: Seconds a refilling pool waits after a kernel failed to start before it tries again.
+    retry_after_s: float = 30.0
 
 
 def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -117,6 +121,12 @@ class WarmKernel:
             raise RuntimeError(f"kernel {self.pid} already ran a notebook; a kernel runs one")
         self._used = True
 
+    def kill(self) -> None:
+        """SIGKILL the kernel now (a stopped run); :meth:`discard` still cleans up after it."""
+        process = getattr(self.manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
     def discard(self, log_to: Path | None = None) -> None:
         """Kill the kernel and remove its files; its log is appended to ``log_to`` first."""
         process = getattr(self.manager.provisioner, "process", None)
@@ -138,7 +148,13 @@ class KernelPool:
     the caller starts a cold kernel as before.
     """
 
-    def __init__(self, config: PoolSettings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: PoolSettings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        scratch_root: Path | None = None,
+    ) -> None:
         self.config = config
         self.environ = kernel_environment(os.environ if environ is None else environ)
         self.problems: list[str] = []  # why the pool stopped supplying kernels, if it did
@@ -147,7 +163,12 @@ class KernelPool:
         self._ready: queue.Queue[WarmKernel] = queue.Queue()
         self._wanted = threading.Semaphore(0)
         self._closed = threading.Event()
-        self._scratch = Path(tempfile.mkdtemp(prefix="tenancy-diag-pool-"))
+        self._failing = threading.Event()  # the last start failed; cleared by a good one
+        self._retry = 0  # kernels whose start failed, wanted again after retry_after_s
+        # Connection files (each holds its kernel's HMAC key) and the kernels' logs.
+        if scratch_root is not None:
+            scratch_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._scratch = Path(tempfile.mkdtemp(prefix="tenancy-diag-pool-", dir=scratch_root))
         self._thread = threading.Thread(target=self._refill, name="kernel-pool", daemon=True)
 
     def __enter__(self) -> KernelPool:
@@ -163,15 +184,23 @@ class KernelPool:
         self._thread.start()
         return self
 
+    #: Why notebooks may not start any more; a pool never stops a run (see :class:`Lease`).
+    stopped: str | None = None
+
+    def lease(self) -> Lease:
+        """One run's share of this pool, which can be stopped on its own."""
+        return Lease(self)
+
     def take(self) -> WarmKernel | None:
         """A warm kernel for one notebook, waiting for one that is starting; None: go cold."""
         while not self._closed.is_set():
             try:
                 kernel = self._ready.get(timeout=0.2)
             except queue.Empty:
-                # A kernel that failed to start (or went over the ceiling) stops the refills:
-                # the kernels already warm are still handed out, then every notebook goes cold.
-                if self.problems or (self._exhausted() and self._ready.empty()):
+                # A kernel that failed to start (or went over the ceiling) pauses the refills:
+                # the kernels already warm are still handed out, then notebooks go cold until
+                # a later start succeeds (a pool with no max_kernels tries again, see _refill).
+                if self._failing.is_set() or (self._exhausted() and self._ready.empty()):
                     return None
                 continue
             kernel.claim()
@@ -213,8 +242,16 @@ class KernelPool:
                     self.started += more
                     self._starting += more
                     loop.run_until_complete(self._start_several(more))
-                if self.problems:
-                    break
+                if self._failing.is_set():
+                    if self.config.max_kernels is not None:
+                        break  # a one-off run: its notebooks go cold
+                    # A service's pool: the kernels not started are wanted still; try again
+                    # after a pause, so a broken kernel spec costs a log line, not a busy loop.
+                    if self._closed.wait(self.config.retry_after_s):
+                        break
+                    retry, self._retry = self._retry, 0
+                    for _ in range(retry):
+                        self._wanted.release()
         finally:
             loop.close()
 
@@ -224,10 +261,14 @@ class KernelPool:
         )
         for result in results:
             if isinstance(result, BaseException):
+                self._retry += 1
                 self.problems.append(f"a pool kernel did not start: {result}")
+                del self.problems[:-_KEPT_PROBLEMS]
+                self._failing.set()
             elif self._closed.is_set():
                 result.discard()
             else:
+                self._failing.clear()
                 self._ready.put(result)
             # After the put: a taker that sees nothing starting must find the kernel queued.
             self._starting -= 1
@@ -262,11 +303,44 @@ class KernelPool:
         return kernel
 
 
-def start_pool(size: int | None) -> KernelPool | None:
-    """``run --warm-kernels N``: N kernels, started now, none after; None when N is 0 or None."""
-    if not size:
+class Lease:
+    """The kernels one run takes from a shared pool, so that run alone can be stopped.
+
+    :meth:`stop` (a run over its time limit) kills the kernels the run holds, so their cells
+    end with a dead kernel, and makes the run's notebooks not yet started end at once: each
+    still leaves its notebook and a findings file saying why, and the bundle is sealed.
+    """
+
+    def __init__(self, pool: KernelPool) -> None:
+        self.pool = pool
+        self.stopped: str | None = None
+        self._held: list[WarmKernel] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> WarmKernel | None:
+        kernel = self.pool.take()
+        with self._lock:
+            if kernel is not None:
+                self._held.append(kernel)
+                if self.stopped is not None:
+                    kernel.kill()
+        return kernel
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            self.stopped = reason
+            held = list(self._held)
+        for kernel in held:
+            kernel.kill()
+
+
+def start_pool(size: int | None, notebooks: int) -> KernelPool | None:
+    """``run``'s kernels, started before its plan is checked: ``size`` at once (None: one per
+    core), ``notebooks`` in all, none after; None when ``size`` is 0."""
+    if size == 0 or notebooks < 1:
         return None
-    return KernelPool(PoolSettings(size=size, max_kernels=size)).start()
+    at_once = min(size or os.cpu_count() or 1, notebooks)
+    return KernelPool(PoolSettings(size=at_once, max_kernels=notebooks)).start()
 
 
 def _rss_mb(pid: int) -> float:
