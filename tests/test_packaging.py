@@ -157,7 +157,11 @@ def test_serve_hands_the_folders_to_every_run(tmp_path):
     env = {"TENANCY_DIAG_SERVICE_TOKEN": "t", ENV_NOTEBOOKS: str(notebooks)}
     config = config_from(args, env)
     assert config.runner_args == (
-        "--notebooks", str(notebooks), "--parameters", str(params), "--sample"
+        "--notebooks",
+        str(notebooks),
+        "--parameters",
+        str(params),
+        "--sample",
     )
     executor = SubprocessExecutor(tmp_path / "out", {}, extra_args=config.runner_args)
     job = SimpleNamespace(incident_id="INC-1", subsystems=("webhook",), region=None, tenant=None)
@@ -361,5 +365,10 @@ def test_the_build_context_is_what_the_wheel_is_built_from():
     assert patterns[0] == "*", "everything is left out unless named"
     allowed = {line[1:].rstrip("/") for line in patterns if line.startswith("!")}
     assert allowed == {
-        "pyproject.toml", "setup.py", "README.md", "tenancy_diag", "notebooks", "parameters"
+        "pyproject.toml",
+        "setup.py",
+        "README.md",
+        "tenancy_diag",
+        "notebooks",
+        "parameters",
     }

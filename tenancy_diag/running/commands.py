@@ -173,7 +173,7 @@ def named_parameters(
 def _cmd_run(args: argparse.Namespace, catalog: Callable[[], NotebookCatalog]) -> int:
     entries = catalog().resolve(args.notebooks)  # an unknown name is refused before any kernel
     # The kernels start first, and warm up while the plan is checked and papermill imported.
-    pool = start_pool(args.warm_kernels, len(entries))
+    pool = start_pool(args.warm_kernels, len(entries), args.workers)
     try:
         return run_command(args, catalog, command=redact_command(sys.argv), pool=pool)
     finally:

@@ -113,7 +113,13 @@ def execute(
     kernel = pool.take() if pool is not None and stopped is None else None
     progress.started(job.name)
     started, clock = time.time(), time.monotonic()
-    error = _run_papermill(job, kernel) if stopped is None else f"not started: {stopped}"
+    if stopped is None:
+        error = _run_papermill(job, kernel)
+        stopped = pool.stopped if pool is not None and error else None
+        if stopped is not None:  # its kernel was killed under it: say why first
+            error = f"stopped: {stopped} ({error})"
+    else:
+        error = f"not started: {stopped}"
     if not job.output.exists():
         # Failed before papermill wrote anything (unreadable source, no kernel): keep the
         # source so the bundle still shows what was meant to run.

@@ -275,7 +275,10 @@ class KernelPool:
 
     async def _start_one(self) -> WarmKernel:
         log = Path(tempfile.mkstemp(prefix="kernel-", suffix=".log", dir=self._scratch)[1])
-        manager = kernel_manager_logging_to(log)(kernel_name=KERNEL)
+        # The connection file (the kernel's HMAC key) beside it, not in Jupyter's runtime dir.
+        manager = kernel_manager_logging_to(log)(
+            kernel_name=KERNEL, connection_file=str(log.with_suffix(".json"))
+        )
         await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
         process = getattr(manager.provisioner, "process", None)
         if process is None:
@@ -334,12 +337,13 @@ class Lease:
             kernel.kill()
 
 
-def start_pool(size: int | None, notebooks: int) -> KernelPool | None:
+def start_pool(size: int | None, notebooks: int, workers: int | None = None) -> KernelPool | None:
     """``run``'s kernels, started before its plan is checked: ``size`` at once (None: one per
-    core), ``notebooks`` in all, none after; None when ``size`` is 0."""
+    notebook running at once, ``workers`` or one per core), ``notebooks`` in all, none after;
+    None when ``size`` is 0."""
     if size == 0 or notebooks < 1:
         return None
-    at_once = min(size or os.cpu_count() or 1, notebooks)
+    at_once = min(size or workers or os.cpu_count() or 1, notebooks)
     return KernelPool(PoolSettings(size=at_once, max_kernels=notebooks)).start()
 
 

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from tenancy_diag.errors import ConfigError
+from tenancy_diag.running.warming import PoolSettings
 from tenancy_diag.service.executor import Executor, SubprocessExecutor
 from tenancy_diag.service.http import RequestLog, make_app
 from tenancy_diag.service.limits import Limits
@@ -77,6 +78,8 @@ class ServiceConfig:
     #: Where runs happen: "subprocess" (this host) or "kubernetes" (one Job each, ``jobs``).
     executor: str = "subprocess"
     jobs: JobSettings | None = None
+    #: The warm kernel pool of ``--executor pool``.
+    pool: PoolSettings = field(default_factory=PoolSettings)
 
 
 def parse_listen(text: str, *, in_cluster: bool = False) -> tuple[str, int]:
@@ -109,8 +112,20 @@ def create_executor(config: ServiceConfig) -> Executor:
             extra_args=config.runner_args,
             aws_endpoint_url=None if aws in (None, "aws") else aws,
         )
+    if config.executor == "pool":
+        from tenancy_diag.service.pooled import PooledExecutor  # noqa: PLC0415
+
+        return PooledExecutor(
+            config.out,
+            config.sources,
+            extra_args=config.runner_args,
+            pool=config.pool,
+            runtime_root=config.state_dir / RUNTIME_DIR,
+        )
     if config.executor != "subprocess":
-        raise ConfigError(f"unknown executor {config.executor!r}; use subprocess or kubernetes")
+        raise ConfigError(
+            f"unknown executor {config.executor!r}; use subprocess, pool or kubernetes"
+        )
     return SubprocessExecutor(
         config.out,
         config.sources,
@@ -138,7 +153,7 @@ class Service:
         shutil.rmtree(config.state_dir / RUNTIME_DIR, ignore_errors=True)
         aws = config.sources.get("--aws-endpoint-url") or None
         sinks = [create_sink(spec, out=config.out, aws_endpoint_url=aws) for spec in config.sinks]
-        executor = create_executor(config)
+        executor = self.executor = create_executor(config)
         self.store = Store(config.state_dir / QUEUE_FILE, capacity=config.capacity)
         self.requeued = self.store.requeue_interrupted()
         self.telemetry = Telemetry()
@@ -182,6 +197,9 @@ class Service:
         return f"http://{LOOPBACK}:{self.listener.port}"
 
     def start(self) -> None:
+        start = getattr(self.executor, "start", None)
+        if start is not None:
+            start()  # the pool executor's kernels begin warming before the first alert
         self.worker.start()
         self.pruner.start()
         self.listener.start()
@@ -200,6 +218,9 @@ class Service:
         self._stopped.set()
         self.listener.stop()
         drained = self.worker.stop(self.config.drain_timeout_s)
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
         self.pruner.stop()
         # Jobs still running stay "running" in the queue and are requeued at the next start.
         _log("service stopped", drained=drained, queue=self.store.depth())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tenancy_diag import resources
 from tenancy_diag.arguments import positive_float, positive_int
 from tenancy_diag.errors import TenancyDiagError
-from tenancy_diag.service.job_commands import add_executor_flags, job_settings
+from tenancy_diag.service.job_commands import add_executor_flags, job_settings, pool_settings
 from tenancy_diag.sources.registry import registry as source_kinds
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         backoff_s=args.retry_backoff,
         executor=args.executor,
         jobs=job_settings(args),
+        pool=pool_settings(args),
     )
 
 

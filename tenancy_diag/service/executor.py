@@ -149,15 +149,21 @@ class SubprocessExecutor:
         self.environ = environ
 
     def command(self, job: Job, run_id: str) -> list[str]:
-        command = [self.python, "-m", "tenancy_diag.cli", "run", *(job.subsystems or ("all",))]
-        command += ["--incident", job.incident_id, "--out", str(self.out), "--run-id", run_id]
-        if job.region:
-            command += ["--region", job.region]
-        if job.tenant:
-            command += ["--tenant", job.tenant]
+        return [self.python, "-m", "tenancy_diag.cli", *self.run_args(job, run_id)]
+
+    def run_args(self, job: Job | None, run_id: str) -> list[str]:
+        """``run ...`` for ``job`` (None: a stand-in, to check the arguments once)."""
+        subsystems = (job.subsystems if job else ()) or ("all",)
+        incident = job.incident_id if job else "check"
+        args = ["run", *subsystems, "--incident", incident, "--out", str(self.out)]
+        args += ["--run-id", run_id]
+        if job and job.region:
+            args += ["--region", job.region]
+        if job and job.tenant:
+            args += ["--tenant", job.tenant]
         for flag, value in sorted(self.sources.items()):
-            command += [flag, value]
-        return [*command, *self.extra_args]
+            args += [flag, value]
+        return [*args, *self.extra_args]
 
     def execute(self, job: Job, run_id: str, timeout_s: float) -> Execution:
         runtime = None if self.runtime_root is None else self.runtime_root / run_id

@@ -16,12 +16,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tenancy_diag.arguments import positive_int
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.journaling import AUDIT_FILE
+from tenancy_diag.running.warming import PoolSettings
 from tenancy_diag.service.job_manifests import JobSettings, evidence_location
 
 #: The executors ``serve --executor`` offers; the first is the default.
-EXECUTORS = ("subprocess", "kubernetes")
+EXECUTORS = ("subprocess", "pool", "kubernetes")
 
 
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,29 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
         "--executor",
         choices=EXECUTORS,
         default=EXECUTORS[0],
-        help="where runs happen: subprocess on this host (default), or one Kubernetes Job each",
+        help="where runs happen: subprocess on this host (default, a process per run), pool "
+        "(this process, on warm kernels: evidence in seconds), or one Kubernetes Job each",
+    )
+    pool = parser.add_argument_group(
+        "Pool executor (--executor pool)",
+        "Runs happen in the service's own threads, on kernels started and warmed ahead (pandas, "
+        "matplotlib and the library imported); each kernel runs one notebook and is discarded, "
+        "and the pool refills in the background. Kernels never see the service's tokens.",
+    )
+    pool.add_argument(
+        "--warm-kernels",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"kernels kept warm (default {PoolSettings.size})",
+    )
+    pool.add_argument(
+        "--kernel-memory-mb",
+        type=positive_int,
+        default=None,
+        metavar="MB",
+        help="a warmed kernel using more is discarded, and notebooks start cold (default "
+        f"{PoolSettings.kernel_memory_mb})",
     )
     group = parser.add_argument_group(
         "Kubernetes executor (--executor kubernetes)",
@@ -124,3 +148,16 @@ def _run_and_upload(run_parser: argparse.ArgumentParser, args: argparse.Namespac
         return code or ExitCode.FAILED
     print(f"tenancy-diag: {uploaded.detail}", file=sys.stderr)
     return code
+
+
+def pool_settings(args: argparse.Namespace) -> PoolSettings:
+    """The pool executor's settings from ``serve``'s flags; refused with another executor."""
+    given = {"--warm-kernels": args.warm_kernels, "--kernel-memory-mb": args.kernel_memory_mb}
+    for flag, value in given.items():
+        if value is not None and args.executor != "pool":
+            raise ConfigError(f"{flag} is for --executor pool; add --executor pool or drop {flag}")
+    defaults = PoolSettings()
+    return PoolSettings(
+        size=args.warm_kernels or defaults.size,
+        kernel_memory_mb=args.kernel_memory_mb or defaults.kernel_memory_mb,
+    )

@@ -160,13 +160,17 @@ def test_a_run_killed_with_the_service_completes_exactly_once_after_restart(tmp_
             environ = _environ(process)
             assert not {k for k in environ if k.startswith("TENANCY_DIAG_SERVICE_TOKEN")}
             assert environ.get("JUPYTER_RUNTIME_DIR") == environ.get("TMPDIR") == str(runtime)
-        _wait(lambda: list(runtime.glob("*.json")), 30, "the kernel's connection file")
+        # The runner's kernels' connection files, in its pool's folder under the run's own.
+        _wait(lambda: list(runtime.rglob("kernel-*.json")), 30, "the kernel's connection file")
+        # Kernels start before the plan is checked: wait for the attempt's bundle folder too.
+        attempt = service.out / "INC-crash" / job["run_id"]
+        _wait(lambda: (attempt / "notebooks").is_dir(), 30, "the attempt's bundle folder")
         os.killpg(service.process.pid, signal.SIGKILL)
         service.process.wait(5)
         # The runner and its kernels live in sessions of their own, yet die with the service.
         _wait(lambda: not any(_alive(p) for p in tree), 10, "the orphaned run to die")
         assert service.jobs()[0]["state"] == "running"  # as the crash left it
-        assert list(runtime.glob("*.json")), "kill -9 leaves the HMAC key file behind"
+        assert list(runtime.rglob("kernel-*.json")), "kill -9 leaves the HMAC key file behind"
 
         service.start()
         done = _wait(
@@ -186,6 +190,52 @@ def test_a_run_killed_with_the_service_completes_exactly_once_after_restart(tmp_
         assert len(completed) == 1 and completed[0]["exit_code"] == 0
         # Removed at the restart, and the rerun's own folder after it finished.
         assert list((service.state / "runtime").iterdir()) == []
+    finally:
+        service.stop()
+
+
+def test_the_pool_executor_answers_an_incident_from_warm_kernels_that_die_with_it(tmp_path):
+    service = Service(
+        tmp_path, "--executor=pool", "--warm-kernels=2", "--runner-arg=--sample"
+    ).start()
+    try:
+
+        def kernels():
+            found = [
+                p
+                for p in psutil.Process(service.process.pid).children()
+                if "ipykernel_launcher" in " ".join(p.cmdline())
+            ]
+            return found if len(found) == 2 else None
+
+        warm = _wait(kernels, 60, "two warm kernels")
+        runtime = service.state / "runtime"
+        for kernel in warm:
+            environ = _environ(kernel)
+            assert not {k for k in environ if k.startswith("TENANCY_DIAG_SERVICE_TOKEN")}
+            connection = kernel.cmdline()[kernel.cmdline().index("-f") + 1]
+            assert Path(connection).is_relative_to(runtime)  # the HMAC key under --state
+        incident = {
+            "incident_id": "INC-pool",
+            "subsystem": "webhook",
+            "region": "us-east-1",
+            "time": "2026-11-27T04:00:00Z",
+        }
+        job_id = service.post("/incidents", incident)["job"]
+        done = _wait(
+            lambda: next((j for j in service.jobs() if j["state"] in ("done", "failed")), None),
+            90,
+            "the job to finish",
+        )
+        assert done["id"] == job_id and done["state"] == "done", done["error"]
+        (bundle,) = _sealed(service.out / "INC-pool")
+        assert verify_bundle(bundle) == []
+        # The kernel that ran the notebook is gone; the pool has refilled to two.
+        assert sum(_alive(k) for k in warm) == 1
+        refilled = _wait(kernels, 60, "the pool to refill")
+        os.killpg(service.process.pid, signal.SIGKILL)
+        service.process.wait(5)
+        _wait(lambda: not any(_alive(k) for k in refilled), 10, "the pool's kernels to die")
     finally:
         service.stop()
 

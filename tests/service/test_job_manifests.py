@@ -174,7 +174,7 @@ def test_serve_offers_the_kubernetes_executor(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--executor {subprocess,kubernetes}", "--namespace NS", "--image IMG"):
+    for flag in ("--executor {subprocess,pool,kubernetes}", "--namespace NS", "--image IMG"):
         assert flag in text
     for flag in ("--service-account SA", "--evidence-bucket", "--job-config-map", "--job-secret"):
         assert flag in text
