@@ -31,14 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 from run_all import SAMPLE, CommandFailed, Side, run_naive, run_ours
 from service_burst import Serve, alert, burst
-from warm_pool import BEFORE, report_imports
+from warm_pool import BEFORE, report_imports, run_cold
 
 HERE = Path(__file__).resolve().parent
 #: The figures the issue measured before any of its work (2 cores, machine otherwise idle).
@@ -59,10 +58,6 @@ GOALS = {
 }
 #: Seconds between two alerts of section 1: the pool refills one kernel in about two.
 PAUSE_S = 4.0
-
-
-def run_cold(out: Path, window: dict, timeout_s: float) -> Any:
-    return run_ours(out, window, timeout_s, extra=["--warm-kernels", "0"])
 
 
 def alert_to_bundle(root: Path, executor: str, alerts: int) -> list[float]:
@@ -259,10 +254,15 @@ def _scale(work: Path) -> dict[str, Any]:
         cwd=work,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return _summarise_scale(json.loads(lines[-1])) if lines else {}
-
-
-_summarise_scale: Callable[[dict[str, Any]], dict[str, Any]] = lambda found: found  # noqa: E731
+    if not lines:
+        return {}
+    found = json.loads(lines[-1])
+    return {
+        "ratio": found.get("ratio_median"),
+        "peak_mb_per_process": found.get("peak_process_mb"),
+        "storm_found": all(c.get("storm_found") for c in found.get("counts", [])),
+        "counts": found.get("counts"),
+    }
 
 
 if __name__ == "__main__":

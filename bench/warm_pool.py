@@ -1,7 +1,8 @@
 """Warm kernels and lean imports, side by side: `run all --sample` cold, warm, and naive.
 
-Cold:  tenancy-diag run all --sample (each notebook starts its own kernel).
-Warm:  the same with --warm-kernels 5 (five kernels started and warmed while the run is planned).
+Cold:  tenancy-diag run all --sample --warm-kernels 0 (each notebook starts its own interpreter).
+Warm:  the same with --warm-kernels 5 (five kernels forked and warmed while the run is planned).
+(bench/evidence_in_seconds.py measures the shipped default and every goal of issue 13.)
 Naive: per notebook, the papermill CLI then `jupyter nbconvert --to html` (bench/run_all.py).
 
 Runs alternate (cold, warm, naive, cold...) to share the machine's noise; reported: median and
@@ -48,6 +49,10 @@ IMPORTS = {
 
 def run_warm(out: Path, window: dict, timeout_s: float) -> tuple:
     return run_ours(out, window, timeout_s, extra=["--warm-kernels", str(WARM_KERNELS)])
+
+
+def run_cold(out: Path, window: dict, timeout_s: float) -> tuple:
+    return run_ours(out, window, timeout_s, extra=["--warm-kernels", "0"])
 
 
 def import_ms(code: str, pythonpath: Path | None, repeat: int) -> float | None:
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = json.loads((SAMPLE / "sample.json").read_text(encoding="utf-8"))
     work = Path(tempfile.mkdtemp(prefix="tenancy-bench-warm-"))
     sides = [
-        Side("cold", "cold: tenancy-diag run all --sample", run_ours),
+        Side("cold", "cold: ... --warm-kernels 0", run_cold),
         Side("warm", f"warm: ... --warm-kernels {WARM_KERNELS}", run_warm),
         Side("naive", "naive: (papermill; nbconvert) x5", run_naive),
     ]

@@ -25,8 +25,14 @@ SECRET = "TENANCY_DIAG_SERVICE_TOKEN"
 
 PROBE = """\
 import json as _json, os as _os, pathlib as _pathlib
+import matplotlib.pyplot as _plt
+_figure = _plt.figure()  # the backend resolves on the first figure, as in a notebook
+_plt.close(_figure)
 _pathlib.Path(findings_path).with_suffix(".probe.json").write_text(_json.dumps({
     "pid": _os.getpid(),
+    "ppid": _os.getppid(),
+    "sid": _os.getsid(0),
+    "backend": _plt.get_backend(),
     "cwd": _os.getcwd(),
     "env": sorted(_os.environ),
     "names": sorted(n for n in globals() if not n.startswith("_")),
@@ -70,10 +76,11 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in state
 
 
-@pytest.fixture
-def pool():
+@pytest.fixture(params=[True, False], ids=["forked", "unforked"])
+def pool(request):
     environ = {**os.environ, SECRET: "s3cr3t-service-token"}
-    with KernelPool(PoolSettings(size=1, max_kernels=1), environ=environ) as started:
+    settings = PoolSettings(size=1, max_kernels=1, fork=request.param)
+    with KernelPool(settings, environ=environ) as started:
         yield started
 
 
@@ -89,6 +96,14 @@ def test_a_pool_kernel_runs_one_notebook_with_papermill_and_is_then_discarded(po
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "t-000123" in injected[0].source
     assert probe["cwd"] == str(job.cwd)
+    # Forked or not, a session of its own, and plots inline as in any kernel Jupyter starts.
+    assert probe["sid"] == probe["pid"]
+    assert probe["backend"] == "module://matplotlib_inline.backend_inline"
+    zygote = pool._zygote
+    if pool.config.fork:
+        assert zygote is not None and probe["ppid"] == zygote.process.pid
+    else:
+        assert zygote is None and probe["ppid"] == os.getpid()
     # Nothing from the warm-up is left in the notebook's namespace.
     assert not {"pd", "plt", "pandas", "matplotlib"} & set(probe["names"])
     assert job.kernel_log.exists()
@@ -187,3 +202,31 @@ def test_a_kernel_over_the_memory_ceiling_is_discarded_and_the_notebook_runs_col
         assert any("over the pool's 1 MB" in p for p in pool.problems)
         probe = json.loads(job.findings.with_suffix(".probe.json").read_text())
         assert "pd" not in probe["names"]
+
+
+def test_the_zygote_sees_no_secret_and_a_dead_one_is_replaced(tmp_path):
+    environ = {**os.environ, SECRET: "s3cr3t-service-token"}
+    with KernelPool(PoolSettings(size=1), environ=environ) as pool:
+        first = pool.take()
+        assert first is not None and pool._zygote is not None
+        zygote = pool._zygote.process.pid
+        assert SECRET not in Path(f"/proc/{zygote}/environ").read_text().split("\0")
+        first.discard()
+        # The replacement is forked at once; the zygote's death (OOM killer, an operator)
+        # takes it too: it must be noticed when taken, and never run a notebook.
+        deadline = time.monotonic() + 60
+        while pool._ready.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = pool._ready.queue[0]
+        os.kill(zygote, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(waiting.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job = job_for(probing(tmp_path), tmp_path)
+        outcome = execute(job, pool=pool)
+        assert outcome.ran, outcome.error
+        problems = " ".join(pool.problems)
+        assert "died before it was used" in problems, pool.problems
+        assert "the kernel zygote exited" in problems, pool.problems
+        probe = json.loads(job.findings.with_suffix(".probe.json").read_text())
+        assert probe["ppid"] == pool._zygote.process.pid != zygote  # a new zygote forked it

@@ -273,13 +273,13 @@ def kernel_manager_logging_to(log: Path) -> type[AsyncKernelManager]:
             with log.open("ab") as stream:  # the kernel inherits the descriptor
                 kw.setdefault("stdout", stream)
                 kw.setdefault("stderr", stream)
-                kw.setdefault("preexec_fn", _die_with(os.getpid()))
+                kw.setdefault("preexec_fn", die_with(os.getpid()))
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return LoggingKernelManager
 
 
-def _die_with(parent: int) -> Callable[[], None]:
+def die_with(parent: int) -> Callable[[], None]:
     """Run in the kernel between fork and exec: SIGKILL it when its starting thread ends."""
 
     def arrange() -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from tenancy_diag import settings
 from tenancy_diag.importing import import_papermill
 from tenancy_diag.running.execution import KERNEL, kernel_manager_logging_to
+from tenancy_diag.running.forking import Zygote, ZygoteError, starter
 from tenancy_diag.sources.registry import registry as source_kinds
 
 #: The name the pool's engine is registered under in papermill's engine registry.
@@ -94,6 +95,9 @@ class PoolSettings:
     max_kernels: int | None = None
     #: Seconds a refilling pool waits after a kernel failed to start before it tries again.
     retry_after_s: float = 30.0
+    #: Fork kernels from one zygote that imported everything once (:mod:`.zygote`); False
+    #: starts each kernel as a new interpreter.
+    fork: bool = True
 
 
 def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -120,6 +124,10 @@ class WarmKernel:
         if self._used:
             raise RuntimeError(f"kernel {self.pid} already ran a notebook; a kernel runs one")
         self._used = True
+
+    def alive(self) -> bool:
+        process = getattr(self.manager.provisioner, "process", None)
+        return process is not None and process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the kernel now (a stopped run); :meth:`discard` still cleans up after it."""
@@ -165,6 +173,7 @@ class KernelPool:
         self._closed = threading.Event()
         self._failing = threading.Event()  # the last start failed; cleared by a good one
         self._retry = 0  # kernels whose start failed, wanted again after retry_after_s
+        self._zygote: Zygote | None = None  # started by the pool's thread, which owns it
         # Connection files (each holds its kernel's HMAC key) and the kernels' logs.
         if scratch_root is not None:
             scratch_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -203,10 +212,18 @@ class KernelPool:
                 if self._failing.is_set() or (self._exhausted() and self._ready.empty()):
                     return None
                 continue
-            kernel.claim()
             self._wanted.release()  # its replacement starts now, while it runs
+            if not kernel.alive():  # killed while it waited (its zygote died, the OOM killer)
+                self._problem(f"warm kernel {kernel.pid} died before it was used")
+                kernel.discard()
+                continue
+            kernel.claim()
             return kernel
         return None
+
+    def _problem(self, text: str) -> None:
+        self.problems.append(text)
+        del self.problems[:-_KEPT_PROBLEMS]
 
     def _exhausted(self) -> bool:
         limit = self.config.max_kernels
@@ -228,6 +245,8 @@ class KernelPool:
         # Every kernel is forked from this thread, which lives as long as the pool: the kernels'
         # PR_SET_PDEATHSIG is tied to it, so it must not end while one of them runs.
         loop = asyncio.new_event_loop()
+        if self.config.fork:
+            self._zygote = Zygote(self.environ, self._scratch / "zygote.log")
         try:
             while True:
                 self._wanted.acquire()
@@ -254,6 +273,11 @@ class KernelPool:
                         self._wanted.release()
         finally:
             loop.close()
+            # Refills may have stopped, but kernels handed out may still run: this thread (and
+            # the zygote) must outlive them, so it ends only when the pool is closed.
+            self._closed.wait()
+            if self._zygote is not None:
+                self._zygote.close()  # whatever it forked dies with it
 
     async def _start_several(self, count: int) -> None:
         results = await asyncio.gather(
@@ -262,8 +286,7 @@ class KernelPool:
         for result in results:
             if isinstance(result, BaseException):
                 self._retry += 1
-                self.problems.append(f"a pool kernel did not start: {result}")
-                del self.problems[:-_KEPT_PROBLEMS]
+                self._problem(f"a pool kernel did not start: {result}")
                 self._failing.set()
             elif self._closed.is_set():
                 result.discard()
@@ -276,10 +299,21 @@ class KernelPool:
     async def _start_one(self) -> WarmKernel:
         log = Path(tempfile.mkstemp(prefix="kernel-", suffix=".log", dir=self._scratch)[1])
         # The connection file (the kernel's HMAC key) beside it, not in Jupyter's runtime dir.
-        manager = kernel_manager_logging_to(log)(
-            kernel_name=KERNEL, connection_file=str(log.with_suffix(".json"))
-        )
-        await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
+        connection = str(log.with_suffix(".json"))
+        if self._zygote is not None and self._zygote.process.poll() is not None:
+            # Killed (the OOM killer, an operator): one new zygote, from this thread.
+            code = self._zygote.process.returncode
+            self._problem(f"the kernel zygote exited ({code}); restarted")
+            self._zygote = Zygote(self.environ, self._scratch / "zygote.log")
+        manager = starter(self._zygote, log)(kernel_name=KERNEL, connection_file=connection)
+        try:
+            await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
+        except ZygoteError as e:
+            # Forking is an optimisation: say why once, then start kernels the usual way.
+            self._problem(f"kernels start unforked: {e}")
+            self._zygote = None
+            manager = kernel_manager_logging_to(log)(kernel_name=KERNEL, connection_file=connection)
+            await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
         process = getattr(manager.provisioner, "process", None)
         if process is None:
             raise RuntimeError("the kernel provisioner started no local process")

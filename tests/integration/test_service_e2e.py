@@ -164,7 +164,7 @@ def test_a_run_killed_with_the_service_completes_exactly_once_after_restart(tmp_
         _wait(lambda: list(runtime.rglob("kernel-*.json")), 30, "the kernel's connection file")
         # Kernels start before the plan is checked: wait for the attempt's bundle folder too.
         attempt = service.out / "INC-crash" / job["run_id"]
-        _wait(lambda: (attempt / "notebooks").is_dir(), 30, "the attempt's bundle folder")
+        _wait((attempt / "notebooks").is_dir, 30, "the attempt's bundle folder")
         os.killpg(service.process.pid, signal.SIGKILL)
         service.process.wait(5)
         # The runner and its kernels live in sessions of their own, yet die with the service.
@@ -201,9 +201,10 @@ def test_the_pool_executor_answers_an_incident_from_warm_kernels_that_die_with_i
     try:
 
         def kernels():
+            # Forked by the pool's zygote (a child of the service), titled as kernels.
             found = [
                 p
-                for p in psutil.Process(service.process.pid).children()
+                for p in psutil.Process(service.process.pid).children(recursive=True)
                 if "ipykernel_launcher" in " ".join(p.cmdline())
             ]
             return found if len(found) == 2 else None
@@ -213,7 +214,8 @@ def test_the_pool_executor_answers_an_incident_from_warm_kernels_that_die_with_i
         for kernel in warm:
             environ = _environ(kernel)
             assert not {k for k in environ if k.startswith("TENANCY_DIAG_SERVICE_TOKEN")}
-            connection = kernel.cmdline()[kernel.cmdline().index("-f") + 1]
+            words = " ".join(kernel.cmdline()).split()
+            connection = words[words.index("-f") + 1]
             assert Path(connection).is_relative_to(runtime)  # the HMAC key under --state
         incident = {
             "incident_id": "INC-pool",
