@@ -7,7 +7,7 @@ notebook parameters or CLI values that would land in evidence.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -21,6 +21,37 @@ ENV_REDACT_PATTERNS = "TENANCY_DIAG_REDACT_PATTERNS"
 ENV_PLUGINS = "TENANCY_DIAG_PLUGINS"
 ENV_NOTEBOOKS = "TENANCY_DIAG_NOTEBOOKS"
 ENV_PARAMETERS = "TENANCY_DIAG_PARAMETERS"
+
+#: What a run and its kernels need from the environment: the process basics, proxies and CA
+#: bundles, the package's own settings and the admin API token (read by the runs); the
+#: callers add the sources' endpoint variables. Anything else (a service token, a pager key)
+#: is withheld, whatever it is called: an allowlist.
+_RUN_ENVIRONMENT = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+        "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MPLBACKEND",
+        "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH",
+        "JUPYTER_RUNTIME_DIR", "COVERAGE_PROCESS_START",
+        ENV_API_TOKEN, ENV_API_TOKEN_FILE, ENV_ACTOR, ENV_REDACT_PATTERNS, ENV_PLUGINS,
+        ENV_NOTEBOOKS, ENV_PARAMETERS,
+    }
+)  # fmt: skip
+#: Passed whole: locale settings, and AWS_* (the SQS source reads its credentials there).
+_RUN_ENVIRONMENT_PREFIXES = ("LC_", "AWS_")
+
+
+def run_environment(environ: Mapping[str, str], sources: Iterable[str] = ()) -> dict[str, str]:
+    """The allowlisted part of ``environ`` a run or a kernel may see; ``sources`` names the
+    source kinds' endpoint variables, allowed too."""
+    allowed = _RUN_ENVIRONMENT | set(sources)
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in allowed or name.startswith(_RUN_ENVIRONMENT_PREFIXES)
+    }
 
 
 @dataclass(frozen=True)

@@ -40,24 +40,6 @@ from tenancy_diag.sources.registry import registry as source_kinds
 #: The name the pool's engine is registered under in papermill's engine registry.
 ENGINE = "tenancy-warm"
 
-#: What a notebook kernel needs from the environment: the process basics, proxies and CA
-#: bundles, the sources' endpoints and credentials, the package's own settings. Anything else
-#: (a service token, a pager key) is withheld, whatever it is called: an allowlist.
-_PASSED = frozenset(
-    {
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
-        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
-        "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MPLBACKEND",
-        "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH",
-        "JUPYTER_RUNTIME_DIR", "COVERAGE_PROCESS_START",
-        settings.ENV_API_TOKEN, settings.ENV_API_TOKEN_FILE, settings.ENV_ACTOR,
-        settings.ENV_REDACT_PATTERNS, settings.ENV_PLUGINS, settings.ENV_NOTEBOOKS,
-        settings.ENV_PARAMETERS,
-    }
-)  # fmt: skip
-_PASSED_PREFIXES = ("LC_", "AWS_")
 #: Start failures kept in ``KernelPool.problems`` (a service's pool may fail for days).
 _KEPT_PROBLEMS = 10
 
@@ -102,12 +84,7 @@ class PoolSettings:
 
 def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The allowlisted part of ``environ`` that a pool kernel is started with."""
-    passed = _PASSED | set(source_kinds.env_variables().values())
-    return {
-        name: value
-        for name, value in environ.items()
-        if name in passed or name.startswith(_PASSED_PREFIXES)
-    }
+    return settings.run_environment(environ, source_kinds.env_variables().values())
 
 
 @dataclass

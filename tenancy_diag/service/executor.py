@@ -53,24 +53,6 @@ _PR_SET_PDEATHSIG = 1
 WITHHELD = frozenset(
     {ENV_SERVICE_TOKEN, ENV_SERVICE_TOKEN_FILE, ENV_NOTE_TOKEN, ENV_PAGERDUTY_ROUTING_KEY}
 )
-#: What the runner and its kernels need from the service's environment: the process basics,
-#: proxies and CA bundles, the sources' endpoints and the admin API token (read by the runs),
-#: the package's own settings. AWS_* is passed whole: the SQS source reads credentials there.
-_PASSED = frozenset(
-    {
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
-        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
-        "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MPLBACKEND",
-        "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH",
-        "COVERAGE_PROCESS_START",
-        settings.ENV_API_TOKEN, settings.ENV_API_TOKEN_FILE, settings.ENV_ACTOR,
-        settings.ENV_REDACT_PATTERNS, settings.ENV_PLUGINS, settings.ENV_NOTEBOOKS,
-        settings.ENV_PARAMETERS,
-    }
-)  # fmt: skip
-_PASSED_PREFIXES = ("LC_", "AWS_")
 #: Where kernel connection files go: jupyter_client writes them with ``tempfile.mkstemp``
 #: (so under TMPDIR) unless a file is named, and Jupyter's other runtime files under
 #: JUPYTER_RUNTIME_DIR; both point at the run's own folder.
@@ -79,12 +61,8 @@ RUNTIME_VARIABLES = ("TMPDIR", "JUPYTER_RUNTIME_DIR")
 
 def runner_env(environ: Mapping[str, str], runtime_dir: Path | None = None) -> dict[str, str]:
     """The allowlisted part of ``environ`` for a run, with its own kernel runtime folder."""
-    passed = _PASSED | set(source_kinds.env_variables().values())
-    env = {
-        name: value
-        for name, value in environ.items()
-        if (name in passed or name.startswith(_PASSED_PREFIXES)) and name not in WITHHELD
-    }
+    allowed = settings.run_environment(environ, source_kinds.env_variables().values())
+    env = {name: value for name, value in allowed.items() if name not in WITHHELD}
     if runtime_dir is not None:
         env |= dict.fromkeys(RUNTIME_VARIABLES, str(runtime_dir))
     return env
