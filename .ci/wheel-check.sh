@@ -71,6 +71,49 @@ assert len(list((bundle / "findings").glob("*.json"))) == 5, "expected five find
 print(f"sealed: {bundle}")
 EOF
 
+log "serve --executor pool answers an incident from its warm kernels"
+python - <<'EOF'
+import json, os, signal, socket, subprocess, time, urllib.request
+from pathlib import Path
+
+from tenancy_diag.running import verify_bundle
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+Path("token").write_text("wheel-check-token")
+serve = subprocess.Popen(
+    ["tenancy-diag", "serve", f"--listen=127.0.0.1:{port}", "--state=STATE", "--out=SERVED",
+     "--executor=pool", "--runner-arg=--sample"],
+    env={**os.environ, "TENANCY_DIAG_SERVICE_TOKEN_FILE": str(Path("token").resolve())},
+    stdout=open("serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+)
+try:
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    body = {"incident_id": "INC-wheel", "subsystem": "policy", "region": "us-east-1",
+            "time": "2026-11-27T04:00:00Z"}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/incidents", data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer wheel-check-token", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10)
+    deadline = time.monotonic() + 120
+    while not list(Path("SERVED/INC-wheel").glob("*/manifest.json")):
+        assert time.monotonic() < deadline, Path("serve.log").read_text()[-3000:]
+        time.sleep(0.1)
+    [bundle] = Path("SERVED/INC-wheel").iterdir()
+    assert verify_bundle(bundle) == [], verify_bundle(bundle)
+    print(f"sealed by the pool: {bundle}")
+finally:
+    os.killpg(serve.pid, signal.SIGTERM)
+    serve.wait(timeout=90)
+EOF
+
 log "missing extras are named"
 expect_refusal() {
   local want=$1; shift

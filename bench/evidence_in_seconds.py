@@ -82,26 +82,35 @@ def alert_to_bundle(root: Path, executor: str, alerts: int) -> list[float]:
     return seconds
 
 
-def pool_memory(root: Path, kernels: int) -> list[float]:
-    """RSS (MB) of each kernel of an idle `serve --executor pool` once all are warm."""
+def pool_memory(root: Path, kernels: int) -> dict[str, list[float]]:
+    """Memory (MB) of each kernel, and of the zygote, of an idle `serve --executor pool` once
+    its kernels are warm: RSS (counting the pages a forked kernel shares with its zygote), PSS
+    (shared pages split between their sharers) and USS (its own pages)."""
     serve = Serve(root, workers=2, executor="pool")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            found = _kernels(serve.proc.pid)
-            if len(found) >= kernels:
-                time.sleep(2.0)  # the warm-up cell ends after the process appears
-                return [p.memory_info().rss / 2**20 for p in _kernels(serve.proc.pid)]
+            if len(_processes(serve.proc.pid, "ipykernel_launcher")) >= kernels:
+                time.sleep(3.0)  # the warm-up cell ends after the process appears
+                found = {
+                    "kernel": _processes(serve.proc.pid, "ipykernel_launcher"),
+                    "zygote": _processes(serve.proc.pid, "running.zygote"),
+                }
+                return {
+                    f"{what}_{kind}": [getattr(p.memory_full_info(), kind) / 1e6 for p in procs]
+                    for what, procs in found.items()
+                    for kind in ("rss", "pss", "uss")
+                }
             time.sleep(0.2)
         raise CommandFailed(f"the pool did not start {kernels} kernels in 120 s")
     finally:
         serve.stop()
 
 
-def _kernels(pid: int) -> list[psutil.Process]:
+def _processes(pid: int, marker: str) -> list[psutil.Process]:
     try:
-        children = psutil.Process(pid).children()
-        return [p for p in children if "ipykernel_launcher" in " ".join(p.cmdline())]
+        tree = psutil.Process(pid).children(recursive=True)
+        return [p for p in tree if marker in " ".join(p.cmdline())]
     except psutil.Error:
         return []
 
@@ -143,10 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                 side.measure(work / f"{side.name}-{i}", sample["parameters"], args.timeout)
         print("3. burst", file=sys.stderr)
         bursts = {"pool": _burst(work / "burst-pool", "pool", args.alerts)}
+        print(f"  pool: {json.dumps(bursts['pool'])}", file=sys.stderr)
         if args.burst_baseline:
             bursts["subprocess"] = _burst(work / "burst-subprocess", "subprocess", args.alerts)
+            print(f"  subprocess: {json.dumps(bursts['subprocess'])}", file=sys.stderr)
         print("4. memory", file=sys.stderr)
-        kernels_mb = pool_memory(work / "memory", args.warm_kernels)
+        memory = pool_memory(work / "memory", args.warm_kernels)
+        print(f"  {json.dumps(memory)}", file=sys.stderr)
+        kernels_mb = memory["kernel_pss"]
         scale = _scale(work) if args.scale else None
     except (CommandFailed, subprocess.CalledProcessError, RuntimeError) as e:
         print(f"bench: {e}; kept {work}", file=sys.stderr)
@@ -173,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n3. Burst")
     for ex, result in bursts.items():
         print(f"  serve --executor {ex:<11} {json.dumps(result)}")
+    print(f"\n4. Idle pool of {args.warm_kernels} kernels, MB (10^6 bytes) per process:")
+    for name, values in memory.items():
+        print(f"  {name:<12} {', '.join(f'{mb:.0f}' for mb in values)}")
     print(
-        f"\n4. Idle pool of {args.warm_kernels}: kernels' RSS "
-        f"{', '.join(f'{mb:.0f}' for mb in kernels_mb)} MB, "
-        f"sum {sum(kernels_mb):.0f} MB (limit {args.warm_kernels * GOALS['kernel_mb']} MB)"
+        f"  kernels' PSS sum {sum(kernels_mb):.0f} MB (limit "
+        f"{args.warm_kernels * GOALS['kernel_mb']} MB); with the zygote's "
+        f"{sum(kernels_mb) + sum(memory['zygote_pss']):.0f} MB"
     )
     if scale:
         print(f"\n6. Scale: {json.dumps(scale)}")
@@ -207,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         now["burst_runs_per_min"] >= GOALS["burst_runs_per_min"],
     )
     _line(
-        f"pool of {args.warm_kernels} kernels (MB)",
+        f"pool of {args.warm_kernels} kernels, PSS (MB)",
         "-",
         f"{sum(kernels_mb):.0f}",
         f"<= {args.warm_kernels * GOALS['kernel_mb']}",
