@@ -20,7 +20,7 @@ from tenancy_diag.arguments import non_negative_int, positive_int
 from tenancy_diag.errors import ConfigError, ExitCode, TenancyDiagError
 from tenancy_diag.running import acting
 from tenancy_diag.running.audit import AuditRecord, append_audit, redact_command
-from tenancy_diag.running.bundles import INDEX, Bundle
+from tenancy_diag.running.bundles import INDEX, Bundle, read_manifest
 from tenancy_diag.running.catalog import NotebookCatalog, default_catalog
 from tenancy_diag.running.closing import add_close_command
 from tenancy_diag.running.coercing import Given
@@ -281,6 +281,13 @@ def _replay_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, Giv
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     command = redact_command(sys.argv)
+    # Forked kernels, as for run: one per notebook the bundle holds (none for a bad bundle,
+    # which rerun refuses before any kernel would be used).
+    try:
+        listed = read_manifest(args.bundle).get("notebooks")
+    except TenancyDiagError:
+        listed = None  # rerun refuses the bundle below, saying why
+    pool = start_pool(None, len(listed) if isinstance(listed, dict) else 0, args.workers)
     try:
         outcome = rerun(
             args.bundle,
@@ -289,10 +296,14 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
             progress=for_stream(sys.stderr),
             workers=args.workers,
             cell_timeout_s=args.timeout,
+            pool=pool,
         )
     except TenancyDiagError as e:
         _audit_refusal(args.out, "rerun", command, None, e)
         raise
+    finally:
+        if pool is not None:
+            pool.close()
     differing = None
     if outcome.differences:
         for notebook, lines in outcome.differences.items():

@@ -16,7 +16,7 @@ from typing import Any
 from tenancy_diag.errors import ConfigError
 from tenancy_diag.running.bundles import open_bundle, verify_bundle
 from tenancy_diag.running.catalog import NotebookEntry
-from tenancy_diag.running.execution import NotebookOutcome
+from tenancy_diag.running.execution import KernelSupply, NotebookOutcome
 from tenancy_diag.running.naming import check_name
 from tenancy_diag.running.notebooks import read_notebook, strip_outputs, write_notebook
 from tenancy_diag.running.parameters import declared_parameters
@@ -60,6 +60,7 @@ def rerun(
     progress: Progress | None = None,
     workers: int | None = None,
     cell_timeout_s: int | None = None,
+    pool: KernelSupply | None = None,
 ) -> RerunResult:
     problems = verify_bundle(bundle_dir)
     if problems:
@@ -86,7 +87,7 @@ def rerun(
             action="rerun",
             rerun_of=f"{manifest['incident']}/{manifest['run_id']}",
         )
-        result = execute_run(plan, progress)
+        result = execute_run(plan, progress, pool)
     differences = {outcome.name: _differences(bundle.root, outcome) for outcome in result.outcomes}
     return RerunResult(result, {k: v for k, v in differences.items() if v})
 
