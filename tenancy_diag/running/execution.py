@@ -159,19 +159,17 @@ def execute_all(
     workers: int | None = None,
     progress: Progress | None = None,
     pool: KernelSupply | None = None,
-    renderer: PageRenderer | None = None,
 ) -> list[NotebookOutcome]:
     """Run ``jobs`` in threads of this process, at most ``workers`` (default: the cores) at once.
 
-    Each page is rendered by ``renderer`` (one is made for these jobs when none is given) while
-    the notebooks after it execute; every page is written when this returns. Outcomes come
-    back in the order of ``jobs``; one notebook's failure never stops another.
+    Each page is rendered on one thread, with one exporter, while the notebooks after it
+    execute; every page is written when this returns. Outcomes come back in the order of
+    ``jobs``; one notebook's failure never stops another.
     """
     if not jobs:
         return []
     _import_engines()
-    own = renderer is None
-    rendering = PageRenderer() if renderer is None else renderer
+    rendering = PageRenderer()
     rendered: list[Future[int]] = []
     limit = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     threads = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="notebook")
@@ -184,27 +182,33 @@ def execute_all(
         # Not the context manager: on Ctrl-C it would wait for every queued notebook. Queued
         # ones are cancelled; running kernels end with their cell (or the cell timeout).
         threads.shutdown(wait=False, cancel_futures=True)
-        if own:
-            rendering.close()
+        rendering.close()
     for page in rendered:
-        page.result()  # _render_job never raises: a failed page is a page saying why
+        page.result()  # _render never raises: a failed page is a page saying why
     return outcomes
 
 
 class PageRenderer:
-    """:class:`~.rendering.Renderer` with this module's failure handling; built on first use,
-    so nbconvert is imported when the first page is, not when a command is parsed."""
+    """One run's pages: rendered one at a time on a thread of their own, by one
+    :class:`~.rendering.Renderer` (built there, so nbconvert loads with the first page)."""
 
     def __init__(self) -> None:
-        from tenancy_diag.running.rendering import Renderer  # noqa: PLC0415
-
-        self._renderer = Renderer()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        self._renderer: Any = None  # a rendering.Renderer, touched by that thread only
 
     def submit_job(self, job: NotebookJob) -> Future[int]:
-        return self._renderer.submit(_render, job)
+        return self._thread.submit(self._render, job)
+
+    def _render(self, job: NotebookJob) -> int:
+        if self._renderer is None:
+            from tenancy_diag.running.rendering import Renderer  # noqa: PLC0415
+
+            self._renderer = Renderer()
+        return _render(job, self._renderer.render)
 
     def close(self) -> None:
-        self._renderer.close()
+        """Wait for the pages submitted, then end the thread."""
+        self._thread.shutdown(wait=True)
 
 
 def _import_engines() -> None:

@@ -27,9 +27,6 @@ from tenancy_diag.running.execution import die_with
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
-#: Seconds the zygote may take to import everything before its first answer.
-READY_TIMEOUT_S = 120.0
-
 
 class ZygoteError(RuntimeError):
     """The zygote could not fork a kernel; the caller starts one the usual way."""

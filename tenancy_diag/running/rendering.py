@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
@@ -29,7 +28,6 @@ from tenancy_diag.running import pages
 from tenancy_diag.running.concluding import worst_first
 from tenancy_diag.running.notebooks import read_notebook
 
-T = TypeVar("T")
 _OFFLINE_TEMPLATE = "tenancy_offline.html.j2"
 _OFFLINE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -45,36 +43,25 @@ _OFFLINE = """{%- extends 'index.html.j2' -%}
 <main>
 {%- endblock body_header -%}
 """
-#: Pages of one bundle are written from several threads at once (a rerun's, the service's).
+#: Pages of one bundle, and of bundles written at once (the service's runs), share a lock.
 _PAGES = threading.Lock()
 
 
 class Renderer:
-    """One HTML exporter, its template compiled once, on one thread of its own.
+    """One HTML exporter, its template compiled on the first page and reused for the others.
 
-    A notebook's page is rendered while the notebooks after it execute: the notebook's thread
-    hands it over (:meth:`submit`) and takes its next notebook at once. The service keeps one
-    for every run it executes (pages are rendered one at a time, in order of arrival).
+    Exporters keep state: use one from one thread at a time (the runner gives each run one,
+    on a rendering thread of its own; see ``execution.PageRenderer``).
     """
 
     def __init__(self) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-        self._exporter: HTMLExporter | None = None  # used by that one thread only
-
-    def submit(self, call: Callable[[T, Callable[[Path, Path], int]], int], item: T) -> Future[int]:
-        """``call(item, self.render)`` on the renderer's thread: ``call`` renders ``item``'s
-        notebook with the ``render`` it is given, and may stand a page in when that fails."""
-        return self._thread.submit(call, item, self.render)
+        self._exporter: HTMLExporter | None = None
 
     def render(self, notebook: Path, html: Path) -> int:
-        """Render now; call it on the renderer's thread only (see :meth:`submit`)."""
+        """Write ``notebook`` as offline HTML to ``html``; returns its size in bytes."""
         if self._exporter is None:
             self._exporter = _new_exporter()
         return _render_page(self._exporter, notebook, html)
-
-    def close(self) -> None:
-        """Wait for the pages submitted, then end the thread."""
-        self._thread.shutdown(wait=True)
 
 
 def render_notebook(notebook: Path, html: Path) -> int:

@@ -33,7 +33,7 @@ from typing import Any
 
 from tenancy_diag import settings
 from tenancy_diag.importing import import_papermill
-from tenancy_diag.running.execution import KERNEL, kernel_manager_logging_to
+from tenancy_diag.running.execution import KERNEL
 from tenancy_diag.running.forking import Zygote, ZygoteError, starter
 from tenancy_diag.sources.registry import registry as source_kinds
 
@@ -103,26 +103,29 @@ class WarmKernel:
         self._used = True
 
     def alive(self) -> bool:
-        process = getattr(self.manager.provisioner, "process", None)
+        process = self._process()
         return process is not None and process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the kernel now (a stopped run); :meth:`discard` still cleans up after it."""
-        process = getattr(self.manager.provisioner, "process", None)
+        process = self._process()
         if process is not None and process.poll() is None:
             process.kill()
 
     def discard(self, log_to: Path | None = None) -> None:
         """Kill the kernel and remove its files; its log is appended to ``log_to`` first."""
-        process = getattr(self.manager.provisioner, "process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
+        self.kill()
+        process = self._process()
+        if process is not None:
             process.wait(timeout=10)
         self.manager.cleanup_connection_file()
         if log_to is not None and self.log.exists():
             with log_to.open("ab") as out, self.log.open("rb") as log:
                 shutil.copyfileobj(log, out)
         self.log.unlink(missing_ok=True)
+
+    def _process(self) -> Any:
+        return getattr(self.manager.provisioner, "process", None)
 
 
 class KernelPool:
@@ -289,7 +292,7 @@ class KernelPool:
             # Forking is an optimisation: say why once, then start kernels the usual way.
             self._problem(f"kernels start unforked: {e}")
             self._zygote = None
-            manager = kernel_manager_logging_to(log)(kernel_name=KERNEL, connection_file=connection)
+            manager = starter(None, log)(kernel_name=KERNEL, connection_file=connection)
             await manager.start_kernel(env=dict(self.environ), cwd=str(self._scratch))
         process = getattr(manager.provisioner, "process", None)
         if process is None:

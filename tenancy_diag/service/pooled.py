@@ -141,10 +141,10 @@ def _run_parser() -> argparse.ArgumentParser:
 def _warm_this_process() -> None:
     """papermill, nbclient and nbconvert imported, and one page rendered, before any alert."""
     with contextlib.suppress(Exception):  # warming is an optimisation, never a failure
-        from tenancy_diag.importing import import_papermill  # noqa: PLC0415
+        from tenancy_diag.importing import import_nbformat, import_papermill  # noqa: PLC0415
 
         import_papermill()
-        nbformat = __import__("nbformat")
+        nbformat = import_nbformat()
         from tenancy_diag.running.rendering import render_notebook  # noqa: PLC0415
 
         with tempfile.TemporaryDirectory(prefix="tenancy-diag-warm-") as folder:
